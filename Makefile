@@ -1,0 +1,55 @@
+# psagate: the two commands that matter are `make run` and `make test`.
+GO       ?= go
+BIN      := bin/psagate
+CONFIG   ?= configs/example.toml
+FUZZTIME ?= 5s
+PKGS     := ./...
+
+.PHONY: run test build vet fuzz fuzz-long bench soak clean
+
+## run: build and serve configs/example.toml (log provider, SMTP on 127.0.0.1:2525, state under ./data)
+run: build
+	./$(BIN) serve -config $(CONFIG)
+
+build:
+	$(GO) build -o $(BIN) ./cmd/psagate
+
+## test: go vet, every test with the race detector, and each fuzz target briefly
+test: vet
+	$(GO) test -race -count=1 $(PKGS)
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet $(PKGS)
+
+# Every fuzz target: package and function. `make fuzz FUZZTIME=10m` for a long run.
+FUZZ_TARGETS := \
+	./internal/message:FuzzDecode \
+	./internal/rules:FuzzCompile \
+	./internal/rules:FuzzEvaluate \
+	./internal/config:FuzzParse \
+	./internal/tomlpos:FuzzNew \
+	./internal/sanitize:FuzzLine \
+	./internal/smtpd:FuzzSession
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		if grep -qs "func $$fn(" $$pkg/*_test.go; then \
+			echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || { $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+		fi; \
+	done
+
+## bench: Go benchmarks and a short load run of the real server over loopback
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./internal/rules ./internal/message ./internal/smtpd
+	$(GO) run ./cmd/psaload -duration 15s -clients 20 -size 4096
+
+## soak: 10 minutes at 200 messages/s with 50 clients, half noise (not part of `make test`)
+soak:
+	$(GO) run ./cmd/psaload -duration 10m -clients 50 -rate 200 -noise 0.5 -report 30s
+
+clean:
+	rm -rf bin data

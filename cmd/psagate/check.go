@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"psagate/internal/app"
+	"psagate/internal/config"
+	"psagate/internal/psa"
+	"psagate/internal/route"
+	"psagate/internal/rules"
+)
+
+// cmdCheck validates the config and every rule file and prints every
+// problem, one "file:line: message" a line, not only the first.
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlags("check", stderr)
+	if err := parseFlags(fs, cfgPath, args); err != nil {
+		return err
+	}
+	problems := 0
+	report := func(err error) {
+		var ce config.Errors
+		var le *rules.LoadError
+		switch {
+		case errors.As(err, &ce):
+			for _, e := range ce {
+				fmt.Fprintln(stdout, e.Error())
+				problems++
+			}
+		case errors.As(err, &le):
+			for _, e := range le.Errs {
+				fmt.Fprintln(stdout, e.Error())
+				problems++
+			}
+		default:
+			fmt.Fprintln(stdout, err.Error())
+			problems++
+		}
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		report(err)
+		return &exitError{code: 1, err: fmt.Errorf("%d problem(s) found", problems)}
+	}
+	rs, rerr := rules.Load(cfg.Rules.Dir, rules.Options{DefaultAction: rules.Action(cfg.Rules.DefaultAction)})
+	if rerr != nil {
+		report(rerr)
+	}
+	// Static provider checks (site form, missing credentials) for every
+	// distinct effective setting: the org and each client and device.
+	providers := app.DefaultProviders(io.Discard, nil, nil)
+	r := route.New(cfg)
+	type scope struct{ label, client, device string }
+	scopes := []scope{{label: "[psa]"}}
+	for _, c := range cfg.Clients {
+		scopes = append(scopes, scope{label: fmt.Sprintf("client %q", c.Name), client: c.Name})
+		for _, d := range c.Device {
+			scopes = append(scopes, scope{label: fmt.Sprintf("client %q device %q", c.Name, d.Name), client: c.Name, device: d.Name})
+		}
+	}
+	seen := map[string]bool{}
+	for _, sc := range scopes {
+		s := r.Effective(sc.client, sc.device, nil)
+		chk, ok := providers[s.Provider()].(psa.Checker)
+		if !ok {
+			continue
+		}
+		var msgs []string
+		for _, e := range chk.Validate(s) {
+			msgs = append(msgs, s.Scrub(e.Error()))
+		}
+		sort.Strings(msgs)
+		for _, m := range msgs {
+			line := fmt.Sprintf("%s: %s: %s", cfg.File, sc.label, m)
+			if !seen[m] { // one report per problem, not per client that inherits it
+				seen[m] = true
+				fmt.Fprintln(stdout, line)
+				problems++
+			}
+		}
+	}
+	if problems > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d problem(s) found", problems)}
+	}
+	files := map[string]bool{}
+	for _, ru := range rs.Rules() {
+		files[ru.File] = true
+	}
+	fmt.Fprintf(stdout, "OK: %s: %d rules in %d files, %d clients, provider %s\n", cfg.File, len(rs.Rules()), len(files), len(cfg.Clients), cfg.PSA.Provider())
+	return nil
+}

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"psagate/internal/app"
+	"psagate/internal/config"
+	"psagate/internal/gateway"
+	"psagate/internal/message"
+	"psagate/internal/psa"
+	"psagate/internal/rules"
+	"psagate/internal/store"
+)
+
+// tryLine is one message's result in `try -json`.
+type tryLine struct {
+	File     string   `json:"file"`
+	ID       string   `json:"id"`
+	At       string   `json:"at"`
+	Decision string   `json:"decision"`
+	Effect   string   `json:"effect,omitempty"`
+	Rule     string   `json:"rule"`
+	Audit    []string `json:"audit,omitempty"`
+	Client   string   `json:"client"`
+	Device   string   `json:"device,omitempty"`
+	Key      string   `json:"key,omitempty"`
+	Summary  string   `json:"summary"`
+	Incident uint64   `json:"incident,omitempty"`
+	Jobs     []string `json:"jobs,omitempty"`
+	Timers   []string `json:"timers,omitempty"`
+	Detail   string   `json:"detail,omitempty"`
+	Problems []string `json:"problems,omitempty"`
+	Reject   string   `json:"reject_text,omitempty"`
+}
+
+func cmdTry(args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlags("try", stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object a line")
+	explain := fs.Bool("explain", false, "show, per rule, which condition held or failed")
+	statePath := fs.String("state", "", "start from a copy of this state database (default: empty state)")
+	from := fs.String("from", "", "envelope sender (default: the From header)")
+	rcpt := fs.String("rcpt", "", "envelope recipient (default: the To header)")
+	if err := parseFlags(fs, cfgPath, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "psagate try: give one or more .eml files")
+		return errUsage
+	}
+	snap, err := app.LoadSnapshot(*cfgPath)
+	if err != nil {
+		return err
+	}
+	var seed func(string) error
+	if *statePath != "" {
+		seed = func(dst string) error { return copyState(snap.Config, *statePath, dst) }
+	}
+	tr, err := gateway.NewTrial(snap, seed)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false)
+	failed := 0
+	for _, file := range fs.Args() {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			fmt.Fprintln(stderr, "psagate try:", err)
+			failed++
+			continue
+		}
+		env := envelopeFor(raw, snap, *from, *rcpt)
+		res, err := tr.Run(gateway.NewID(time.Now()), raw, env, *explain)
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		line := toTryLine(filepath.Base(file), res)
+		if *asJSON {
+			if err := enc.Encode(line); err != nil {
+				return err
+			}
+		} else {
+			printTry(stdout, line, res, snap)
+		}
+		if *explain {
+			w := stdout
+			if *asJSON {
+				w = stderr
+			}
+			fmt.Fprintf(w, "  trace of %s:\n", filepath.Base(file))
+			rules.FormatTrace(indent{w}, res.Trace)
+		}
+	}
+	if !*asJSON {
+		printPending(stdout, tr)
+	}
+	if failed > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d file(s) could not be read", failed)}
+	}
+	return nil
+}
+
+// envelopeFor builds the SMTP envelope: the flags, else the From and To
+// headers, as an appliance would have sent it.
+func envelopeFor(raw []byte, snap *gateway.Snapshot, from, rcpt string) message.Envelope {
+	a := message.Decode(raw, message.Envelope{}, snap.Limits())
+	env := message.Envelope{MailFrom: a.From, RcptTo: a.To}
+	if from != "" {
+		env.MailFrom = from
+	}
+	if rcpt != "" {
+		env.RcptTo = strings.Split(rcpt, ",")
+	}
+	return env
+}
+
+func toTryLine(file string, r *gateway.TrialResult) tryLine {
+	v := r.Verdict
+	l := tryLine{File: file, ID: r.ID, At: r.At.UTC().Format(time.RFC3339), Decision: r.Decision, Effect: r.Effect,
+		Rule: v.Rule, Audit: v.Audit, Client: v.Client, Device: v.Device, Key: v.Key, Summary: v.Summary,
+		Problems: v.Problems}
+	if r.Decision == gateway.Reject {
+		l.Reject = v.RejectText
+	}
+	if o := r.Outcome; o != nil {
+		l.Detail = o.Detail
+		if o.Incident != nil {
+			l.Incident = o.Incident.ID
+		}
+		for _, j := range o.Jobs {
+			d := j.Op
+			if j.Op == store.OpAttach {
+				d += " " + j.AttachName
+			}
+			l.Jobs = append(l.Jobs, d)
+		}
+	}
+	for _, t := range r.Timers {
+		s := fmt.Sprintf("%s (%s)", t.Decision, t.Effect)
+		if t.Incident != nil {
+			s += " " + t.Incident.Key
+		}
+		if t.Detail != "" {
+			s += ": " + t.Detail
+		}
+		l.Timers = append(l.Timers, s)
+	}
+	return l
+}
+
+func printTry(w io.Writer, l tryLine, r *gateway.TrialResult, snap *gateway.Snapshot) {
+	fmt.Fprintf(w, "%s\n", l.File)
+	for _, t := range l.Timers {
+		fmt.Fprintf(w, "  timer:    %s\n", t)
+	}
+	dec := l.Decision
+	if l.Effect != "" {
+		dec += " (" + l.Effect + ")"
+	}
+	fmt.Fprintf(w, "  decision: %s\n", dec)
+	rule := l.Rule
+	if r.Verdict.RuleFile != "" {
+		rule += "  [" + r.Verdict.RuleFile + "]"
+	}
+	fmt.Fprintf(w, "  rule:     %s\n", rule)
+	for _, a := range l.Audit {
+		fmt.Fprintf(w, "  audit:    rule %q (mode = \"audit\") would have matched\n", a)
+	}
+	fmt.Fprintf(w, "  client:   %s\n", l.Client)
+	if l.Device != "" {
+		fmt.Fprintf(w, "  device:   %s\n", l.Device)
+	}
+	if l.Key != "" && l.Decision != gateway.Drop && l.Decision != gateway.Reject {
+		fmt.Fprintf(w, "  key:      %s\n", l.Key)
+	}
+	fmt.Fprintf(w, "  summary:  %s\n", l.Summary)
+	if l.Reject != "" {
+		fmt.Fprintf(w, "  reply:    550 %s\n", l.Reject)
+	}
+	if l.Incident != 0 {
+		fmt.Fprintf(w, "  incident: %d\n", l.Incident)
+	}
+	if len(l.Jobs) > 0 {
+		s := snap.Router.Effective(r.Verdict.Client, r.Verdict.Device, r.Verdict.Overrides)
+		fmt.Fprintf(w, "  psa:      %s: %s\n", s.Provider(), strings.Join(l.Jobs, ", "))
+		fmt.Fprintf(w, "  settings: %s\n", ticketSettings(s))
+	}
+	if l.Detail != "" {
+		fmt.Fprintf(w, "  detail:   %s\n", l.Detail)
+	}
+	for _, p := range l.Problems {
+		fmt.Fprintf(w, "  warning:  %s\n", p)
+	}
+}
+
+// ticketSettings shows the effective settings that shape a ticket.
+func ticketSettings(s psa.Settings) string {
+	prov := s.Provider()
+	sec := s.Redacted().Section(prov)
+	var parts []string
+	for _, k := range psa.Keys[prov] {
+		if v := sec[k]; v != "" && !psa.IsSecretKey(prov+"."+k) {
+			switch k {
+			case "site", "endpoint", "company_id", "username", "zone_url", "timeout", "api_version":
+				if prov == "connectwise" || k != "company_id" {
+					continue
+				}
+			}
+			parts = append(parts, k+"="+v)
+		}
+	}
+	if len(parts) == 0 {
+		return "(provider defaults)"
+	}
+	return strings.Join(parts, " ")
+}
+
+func printPending(w io.Writer, tr *gateway.Trial) {
+	timers, open, err := tr.Pending()
+	if err != nil || (len(timers) == 0 && len(open) == 0) {
+		return
+	}
+	fmt.Fprintln(w, "after the last message:")
+	for _, inc := range open {
+		state := inc.State
+		if inc.State == store.StatePending {
+			state = "pending (hold-down until " + inc.DueAt.UTC().Format(time.RFC3339) + ")"
+		}
+		fmt.Fprintf(w, "  incident %d %s: %s — %s\n", inc.ID, state, inc.Key, inc.Summary)
+	}
+	for _, t := range timers {
+		if t.Kind == "expect" {
+			parts := strings.SplitN(t.Ref, "\x00", 3)
+			if len(parts) == 3 {
+				fmt.Fprintf(w, "  expected mail: rule %q, client %s, device %q due by %s\n", parts[0], parts[1], parts[2], t.At.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+}
+
+type indent struct{ w io.Writer }
+
+func (i indent) Write(p []byte) (int, error) {
+	s := strings.ReplaceAll(string(p), "\n", "\n    ")
+	if strings.HasSuffix(s, "\n    ") {
+		s = s[:len(s)-4]
+	}
+	if _, err := io.WriteString(i.w, "    "+s); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// copyState copies a state database for `try -state`: directly when no
+// server holds it, else through the running server's admin API.
+func copyState(cfg *config.Config, src, dst string) error {
+	db, err := store.Open(src, store.Options{ReadOnly: true, LockTimeout: 300 * time.Millisecond})
+	if err == nil {
+		defer db.Close()
+		return db.CopyTo(dst)
+	}
+	if !errors.Is(err, store.ErrLocked) || cfg.HTTP.Listen == "" {
+		return err
+	}
+	resp, herr := http.Get("http://" + cfg.HTTP.Listen + "/admin/backup")
+	if herr != nil {
+		return fmt.Errorf("%w; and the admin API at %s did not answer: %v", err, cfg.HTTP.Listen, herr)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("admin API backup: %s", resp.Status)
+	}
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

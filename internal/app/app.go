@@ -1,0 +1,264 @@
+// Package app assembles a running gateway from a config file: the state
+// database, the rule set, the gateway pipeline, the delivery workers and
+// their providers, the SMTP listener and the HTTP listener (metrics, health,
+// and the loopback admin API used by `psagate queue` and friends). The CLI's
+// `serve` and the end-to-end tests both start it through Start.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"psagate/internal/config"
+	"psagate/internal/deliver"
+	"psagate/internal/gateway"
+	"psagate/internal/message"
+	"psagate/internal/metrics"
+	"psagate/internal/psa"
+	"psagate/internal/rules"
+	"psagate/internal/smtpd"
+	"psagate/internal/store"
+)
+
+// Options tune Start, mostly for tests.
+type Options struct {
+	Logger *slog.Logger
+	// LogOutput receives the log provider's ticket lines (default stdout).
+	LogOutput io.Writer
+	// HTTPClient is given to the PSA providers (tests pass a TLS fake's client).
+	HTTPClient *http.Client
+	Now        func() time.Time
+	// ProviderFactory replaces the default providers (tests).
+	Providers map[string]psa.Provider
+}
+
+// App is a running gateway.
+type App struct {
+	opts    Options
+	cfgPath string
+	log     *slog.Logger
+
+	mu   sync.Mutex
+	cfg  *config.Config
+	snap *gateway.Snapshot
+
+	DB        *store.DB
+	Metrics   *metrics.Metrics
+	Gateway   *gateway.Gateway
+	Deliverer *deliver.Deliverer
+	Providers map[string]psa.Provider
+
+	smtp     *smtpd.Server
+	smtpLn   net.Listener
+	httpSrv  *http.Server
+	httpLn   net.Listener
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	rulesErr error
+}
+
+// LoadSnapshot reads the config and its rules.
+func LoadSnapshot(cfgPath string) (*gateway.Snapshot, error) {
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := rules.Load(cfg.Rules.Dir, rules.Options{DefaultAction: rules.Action(cfg.Rules.DefaultAction)})
+	if err != nil {
+		return nil, err
+	}
+	return gateway.NewSnapshot(cfg, rs), nil
+}
+
+// Start opens everything and begins serving.
+func Start(ctx context.Context, cfgPath string, o Options) (*App, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.LogOutput == nil {
+		o.LogOutput = os.Stdout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	snap, err := LoadSnapshot(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	cfg := snap.Config
+	a := &App{opts: o, cfgPath: cfgPath, log: o.Logger, cfg: cfg, snap: snap}
+
+	db, err := store.Open(cfg.State.Path, store.Options{AuditMax: cfg.State.AuditMax})
+	if err != nil {
+		return nil, err
+	}
+	a.DB = db
+	a.Metrics = metrics.New(func() (metrics.StateCounts, error) {
+		c, err := db.Counts()
+		return metrics.StateCounts(c), err
+	})
+	a.Metrics.RulesLoaded.Set(float64(len(snap.Rules.Rules())))
+	a.Metrics.ConfigReloadSuccess.Set(1)
+	a.Metrics.ConfigReloadTimestamp.Set(float64(o.Now().Unix()))
+
+	a.Providers = o.Providers
+	if a.Providers == nil {
+		a.Providers = DefaultProviders(o.LogOutput, o.HTTPClient, o.Logger)
+	}
+	a.Deliverer = deliver.New(deliver.Options{
+		DB:        db,
+		Providers: a.Providers,
+		Settings: func(client, device string, ov map[string]string) psa.Settings {
+			return a.Snapshot().Router.Effective(client, device, ov)
+		},
+		Limits:  func() config.Deliver { return a.Snapshot().Config.Deliver },
+		Metrics: a.Metrics,
+		Logger:  o.Logger.With("component", "deliver"),
+		Now:     o.Now,
+		Secrets: func() []string { return a.Snapshot().Config.Secrets() },
+	})
+	a.Gateway = gateway.New(snap, gateway.Options{DB: db, Metrics: a.Metrics, Logger: o.Logger, Now: o.Now, OnJobs: a.Deliverer.Wake})
+
+	a.smtp, err = smtpd.New(cfg.SMTP, a.handle, a.Metrics, o.Logger.With("component", "smtp"))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	a.smtpLn, err = a.smtp.Listen()
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if cfg.HTTP.Listen != "" {
+		a.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			a.smtpLn.Close()
+			db.Close()
+			return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+		}
+		a.httpSrv = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	a.wg.Add(3)
+	go func() { defer a.wg.Done(); a.Gateway.Run(rctx) }()
+	go func() { defer a.wg.Done(); _ = a.Deliverer.Run(rctx) }()
+	go func() {
+		defer a.wg.Done()
+		rules.Watch(rctx, cfg.Rules.Dir, cfg.Rules.WatchInterval.D(), func() {
+			if err := a.Reload(); err != nil {
+				a.log.Error("rules changed but the new set has errors; the previous rules stay active", "err", err)
+			}
+		})
+	}()
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.housekeeping(rctx) }()
+	go func() {
+		if err := a.smtp.Serve(a.smtpLn); err != nil {
+			a.log.Error("smtp server stopped", "err", err)
+		}
+	}()
+	if a.httpSrv != nil {
+		go func() {
+			if err := a.httpSrv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("http server stopped", "err", err)
+			}
+		}()
+	}
+	a.log.Info("psagate started", "smtp", a.smtpLn.Addr().String(), "http", a.HTTPAddr(), "state", cfg.State.Path,
+		"rules", len(snap.Rules.Rules()), "clients", len(cfg.Clients), "provider", cfg.PSA.Provider())
+	return a, nil
+}
+
+func (a *App) handle(ctx context.Context, raw []byte, env message.Envelope) smtpd.Reply {
+	r := a.Gateway.Accept(ctx, raw, env)
+	return smtpd.Reply{Code: r.Code, Enhanced: r.Enhanced, Text: r.Text}
+}
+
+// Snapshot is the active configuration.
+func (a *App) Snapshot() *gateway.Snapshot { return a.Gateway.Snapshot() }
+
+// SMTPAddr is the SMTP listener's address.
+func (a *App) SMTPAddr() string { return a.smtpLn.Addr().String() }
+
+// HTTPAddr is the HTTP listener's address, or "".
+func (a *App) HTTPAddr() string {
+	if a.httpLn == nil {
+		return ""
+	}
+	return a.httpLn.Addr().String()
+}
+
+// Reload re-reads the config and the rules. On any error the running
+// configuration stays in force and the failure shows in the metrics.
+func (a *App) Reload() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	snap, err := LoadSnapshot(a.cfgPath)
+	if err != nil {
+		a.Metrics.ConfigReloadSuccess.Set(0)
+		return err
+	}
+	old := a.Snapshot().Config
+	if old.SMTP.Listen != snap.Config.SMTP.Listen || old.State.Path != snap.Config.State.Path ||
+		old.HTTP.Listen != snap.Config.HTTP.Listen || old.Rules.Dir != snap.Config.Rules.Dir {
+		a.log.Warn("smtp.listen, http.listen, state.path and rules.dir take effect only after a restart")
+	}
+	a.Gateway.Swap(snap)
+	a.Metrics.RulesLoaded.Set(float64(len(snap.Rules.Rules())))
+	a.Metrics.ConfigReloadSuccess.Set(1)
+	a.Metrics.ConfigReloadTimestamp.Set(float64(a.opts.Now().Unix()))
+	a.log.Info("config and rules reloaded", "rules", len(snap.Rules.Rules()), "clients", len(snap.Config.Clients))
+	a.Deliverer.Wake()
+	return nil
+}
+
+// housekeeping prunes old dedupe entries.
+func (a *App) housekeeping(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		ttl := a.Snapshot().Config.State.SeenTTL.D()
+		if n, err := a.DB.PruneSeen(a.opts.Now().Add(-ttl)); err != nil {
+			a.log.Warn("pruning the dedupe table failed", "err", err)
+		} else if n > 0 {
+			a.log.Debug("pruned dedupe entries", "n", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Shutdown stops intake first (sessions in DATA may finish until ctx
+// ends), then the workers (calls in flight finish or are parked), then
+// closes the database. Whatever is still spooled or queued resumes on the
+// next start.
+func (a *App) Shutdown(ctx context.Context) error {
+	a.log.Info("shutting down: no new connections")
+	err := a.smtp.Shutdown(ctx)
+	if a.httpSrv != nil {
+		hctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = a.httpSrv.Shutdown(hctx)
+		cancel()
+	}
+	a.cancel()
+	a.wg.Wait()
+	a.Gateway.CloseAudit()
+	if cerr := a.DB.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	a.log.Info("stopped")
+	return err
+}

@@ -1,0 +1,816 @@
+// Package config loads psagate's TOML configuration. Unknown keys are
+// errors (a typo must not pass silently), every error names the file, line
+// and key, secrets may be given as "env:NAME", "file:/path" or a literal, and
+// every default is the safe one.
+//
+// PSA settings ([psa], [client.psa], [client.device.psa]) are kept
+// flattened ("connectwise.board") so the org → client → device resolution in
+// package route can work key by key and say where each value came from.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"psagate/internal/psa"
+	"psagate/internal/tomlpos"
+)
+
+// Config is a loaded, validated configuration.
+type Config struct {
+	File    string  `toml:"-"`
+	SMTP    SMTP    `toml:"smtp"`
+	State   State   `toml:"state"`
+	HTTP    HTTP    `toml:"http"`
+	Rules   Rules   `toml:"rules"`
+	Deliver Deliver `toml:"deliver"`
+	Log     Log     `toml:"log"`
+
+	// PSA holds the organisation-wide settings, flattened, secrets resolved.
+	PSA     psa.Settings `toml:"-"`
+	Clients []*Client    `toml:"-"`
+
+	// Lines of the PSA keys, for errors found after loading (by route, psa test).
+	lines map[string]int
+}
+
+// SMTP is the [smtp] section.
+type SMTP struct {
+	Listen           string         `toml:"listen"`
+	Hostname         string         `toml:"hostname"`
+	MaxMessageBytes  int64          `toml:"max_message_bytes"`
+	MaxRecipients    int            `toml:"max_recipients"`
+	ReadTimeout      Duration       `toml:"read_timeout"`
+	WriteTimeout     Duration       `toml:"write_timeout"`
+	DataTimeout      Duration       `toml:"data_timeout"`
+	MaxSessions      int            `toml:"max_sessions"`
+	MaxSessionsPerIP int            `toml:"max_sessions_per_ip"`
+	MaxCommands      int            `toml:"max_commands"` // commands before MAIL FROM
+	MaxAuthFailures  int            `toml:"max_auth_failures"`
+	AuthFailurePause Duration       `toml:"auth_failure_pause"`
+	MaxLineLength    int            `toml:"max_line_length"`
+	MaxHeaders       int            `toml:"max_headers"`
+	MaxMIMEParts     int            `toml:"max_mime_parts"`
+	MaxMIMEDepth     int            `toml:"max_mime_depth"`
+	ShutdownTimeout  Duration       `toml:"shutdown_timeout"`
+	SessionTimeout   Duration       `toml:"session_timeout"`
+	BareLF           string         `toml:"bare_lf"` // normalize | reject
+	RequireAuth      *bool          `toml:"require_auth"`
+	AllowedNetworks  []string       `toml:"allowed_networks"`
+	AcceptDomains    []string       `toml:"accept_domains"`
+	RequireTLS       bool           `toml:"require_tls"`
+	TLSCert          string         `toml:"tls_cert"`
+	TLSKey           string         `toml:"tls_key"`
+	Users            []User         `toml:"user"`
+	AllowedPrefixes  []netip.Prefix `toml:"-"`
+}
+
+// User is an [[smtp.user]] account for AUTH PLAIN/LOGIN.
+type User struct {
+	Name     string `toml:"name"`
+	Password Secret `toml:"password"`
+}
+
+// State is the [state] section.
+type State struct {
+	Path     string   `toml:"path"`
+	AuditMax int      `toml:"audit_max"`
+	SeenTTL  Duration `toml:"seen_ttl"`
+}
+
+// HTTP is the [http] section: metrics, health and the loopback admin API.
+type HTTP struct {
+	Listen string `toml:"listen"`
+}
+
+// Rules is the [rules] section.
+type Rules struct {
+	Dir               string   `toml:"dir"`
+	DefaultAction     string   `toml:"default_action"`
+	WatchInterval     Duration `toml:"watch_interval"`
+	OnHeaderInjection string   `toml:"on_header_injection"` // quarantine | reject | ignore
+}
+
+// Deliver is the [deliver] section: how outbox jobs reach the PSA.
+type Deliver struct {
+	MaxAge        Duration                  `toml:"max_age"`
+	BackoffMin    Duration                  `toml:"backoff_min"`
+	BackoffMax    Duration                  `toml:"backoff_max"`
+	ProbeInterval Duration                  `toml:"probe_interval"`
+	Providers     map[string]ProviderLimits `toml:"-"`
+}
+
+// ProviderLimits bounds the calls to one provider.
+type ProviderLimits struct {
+	Concurrency   int     `toml:"concurrency"`
+	RatePerMinute float64 `toml:"rate_per_minute"`
+}
+
+// Log is the [log] section.
+type Log struct {
+	Level  string `toml:"level"`  // debug | info | warn | error
+	Format string `toml:"format"` // text | json
+}
+
+// Client is a [[client]]: an MSP customer.
+type Client struct {
+	Name       string
+	Enabled    bool
+	Recipients []string
+	Senders    []string
+	Devices    []string // globs on the device name a rule extracted
+	PSA        psa.Settings
+	Device     []*Device
+	Line       int
+}
+
+// Device is a [[client.device]]: vault or appliance level overrides.
+type Device struct {
+	Name string
+	PSA  psa.Settings
+	Line int
+}
+
+// Duration is a time.Duration written as "60s", "15m", "24h".
+type Duration time.Duration
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (write it like \"60s\", \"15m\" or \"24h\")", string(b))
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q is negative", string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Secret is a value that must never be printed. It is written as
+// "env:NAME" (read from the environment), "file:/path" (read from a file,
+// trailing newline removed) or a literal.
+type Secret struct {
+	ref   string
+	value string
+}
+
+func (s *Secret) UnmarshalText(b []byte) error {
+	s.ref = string(b)
+	return nil
+}
+
+// Value is the resolved secret.
+func (s Secret) Value() string { return s.value }
+
+// Ref is how the secret was given, with a literal hidden.
+func (s Secret) Ref() string {
+	if strings.HasPrefix(s.ref, "env:") || strings.HasPrefix(s.ref, "file:") {
+		return s.ref
+	}
+	return "[literal]"
+}
+
+func (s Secret) String() string               { return "[redacted]" }
+func (s Secret) GoString() string             { return "config.Secret{[redacted]}" }
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.Ref()), nil }
+
+// resolveSecret reads a secret reference.
+func resolveSecret(ref string) (string, error) {
+	switch {
+	case strings.HasPrefix(ref, "env:"):
+		name := strings.TrimPrefix(ref, "env:")
+		v, ok := os.LookupEnv(name)
+		if !ok || v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", name)
+		}
+		return v, nil
+	case strings.HasPrefix(ref, "file:"):
+		p := strings.TrimPrefix(ref, "file:")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			// The path is not secret; the error from os names it.
+			return "", fmt.Errorf("cannot read secret file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return ref, nil
+}
+
+// Error is one problem in a config file.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found while loading, in line order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	var parts []string
+	for _, e := range es {
+		parts = append(parts, e.Error())
+	}
+	return strings.Join(parts, "\n")
+}
+
+// Load reads and validates the config file at path. When the returned error
+// is an Errors, it lists every problem, not only the first.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for data already read; path is used in errors.
+func Parse(path string, data []byte) (*Config, error) {
+	var raw rawConfig
+	md, err := toml.Decode(string(data), &raw)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, Errors{{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}}
+		}
+		return nil, Errors{{File: path, Msg: err.Error()}}
+	}
+	l := &loader{file: path, ix: tomlpos.New(data), lines: map[string]int{}}
+	for _, k := range md.Undecoded() {
+		ks := k.String()
+		if l.underFreeForm(ks) {
+			continue
+		}
+		lines := l.ix.LinesOf(ks)
+		if len(lines) == 0 {
+			lines = []int{0}
+		}
+		for _, ln := range lines {
+			l.errs = append(l.errs, &Error{File: path, Line: ln, Key: ks, Msg: "unknown key" + l.suggest(ks)})
+		}
+	}
+	cfg := l.build(&raw)
+	if len(l.errs) > 0 {
+		sort.SliceStable(l.errs, func(i, j int) bool { return l.errs[i].Line < l.errs[j].Line })
+		return nil, l.errs
+	}
+	return cfg, nil
+}
+
+type rawConfig struct {
+	SMTP    SMTP           `toml:"smtp"`
+	State   State          `toml:"state"`
+	HTTP    HTTP           `toml:"http"`
+	Rules   Rules          `toml:"rules"`
+	Deliver rawDeliver     `toml:"deliver"`
+	Log     Log            `toml:"log"`
+	PSA     map[string]any `toml:"psa"`
+	Client  []rawClient    `toml:"client"`
+}
+
+type rawDeliver struct {
+	MaxAge        Duration        `toml:"max_age"`
+	BackoffMin    Duration        `toml:"backoff_min"`
+	BackoffMax    Duration        `toml:"backoff_max"`
+	ProbeInterval Duration        `toml:"probe_interval"`
+	ConnectWise   *ProviderLimits `toml:"connectwise"`
+	Autotask      *ProviderLimits `toml:"autotask"`
+	Log           *ProviderLimits `toml:"log"`
+}
+
+type rawClient struct {
+	Name       string         `toml:"name"`
+	Enabled    *bool          `toml:"enabled"`
+	Recipients []string       `toml:"recipients"`
+	Senders    []string       `toml:"senders"`
+	Devices    []string       `toml:"devices"`
+	PSA        map[string]any `toml:"psa"`
+	Device     []rawDevice    `toml:"device"`
+}
+
+type rawDevice struct {
+	Name string         `toml:"name"`
+	PSA  map[string]any `toml:"psa"`
+}
+
+type loader struct {
+	file    string
+	ix      *tomlpos.Index
+	errs    Errors
+	lines   map[string]int
+	pending []pendingSecret
+}
+
+type pendingSecret struct {
+	provider string
+	err      *Error
+}
+
+func (l *loader) errf(path string, format string, args ...any) {
+	l.errs = append(l.errs, &Error{File: l.file, Line: l.ix.Line(path), Key: displayKey(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+// displayKey turns "client[1].psa.connectwise.board" into a key an admin
+// recognises; the line already says which client.
+func displayKey(path string) string { return path }
+
+// underFreeForm reports keys that BurntSushi cannot check because they are
+// decoded into maps; the loader checks those itself.
+func (l *loader) underFreeForm(k string) bool {
+	return k == "psa" || strings.HasPrefix(k, "psa.") || strings.HasPrefix(k, "client.psa") || strings.HasPrefix(k, "client.device.psa")
+}
+
+var knownTop = []string{"smtp", "state", "http", "rules", "deliver", "log", "psa", "client"}
+
+func (l *loader) suggest(key string) string {
+	last := key[strings.LastIndex(key, ".")+1:]
+	if !strings.Contains(key, ".") {
+		if c := closest(last, knownTop); c != "" {
+			return fmt.Sprintf(" (did you mean %q?)", c)
+		}
+		return " (sections are " + strings.Join(knownTop, ", ") + ")"
+	}
+	return ""
+}
+
+// closest returns the candidate within edit distance 2 of s, if any.
+func closest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func (l *loader) build(raw *rawConfig) *Config {
+	cfg := &Config{File: l.file, SMTP: raw.SMTP, State: raw.State, HTTP: raw.HTTP, Rules: raw.Rules, Log: raw.Log, lines: l.lines}
+	l.smtp(&cfg.SMTP)
+	l.state(&cfg.State)
+	l.rules(&cfg.Rules)
+	cfg.Deliver = l.deliver(raw.Deliver)
+	l.log(&cfg.Log)
+
+	org := l.psa("psa", raw.PSA, true)
+	if org["provider"] == "" {
+		org["provider"] = "log"
+	}
+	if _, ok := org["auto_close"]; !ok {
+		org["auto_close"] = "true"
+	}
+	cfg.PSA = org
+
+	names := map[string]int{}
+	for i, rc := range raw.Client {
+		base := fmt.Sprintf("client[%d]", i)
+		c := &Client{Name: strings.TrimSpace(rc.Name), Enabled: true, Line: l.ix.Line(base)}
+		if rc.Enabled != nil {
+			c.Enabled = *rc.Enabled
+		}
+		if c.Name == "" {
+			l.errf(base, "client without a name")
+		} else if prev, dup := names[strings.ToLower(c.Name)]; dup {
+			l.errf(base+".name", "client %q is defined twice (first at line %d)", c.Name, prev)
+		} else {
+			names[strings.ToLower(c.Name)] = c.Line
+		}
+		for j, r := range rc.Recipients {
+			r = strings.ToLower(strings.TrimSpace(r))
+			if !strings.Contains(r, "@") {
+				l.errf(fmt.Sprintf("%s.recipients", base), "recipient %d %q is not an address", j+1, r)
+			}
+			c.Recipients = append(c.Recipients, r)
+		}
+		for j, s := range rc.Senders {
+			s = strings.ToLower(strings.TrimSpace(s))
+			if !strings.Contains(s, "@") {
+				l.errf(fmt.Sprintf("%s.senders", base), "sender %d %q must be an address or \"@domain\"", j+1, s)
+			}
+			c.Senders = append(c.Senders, s)
+		}
+		for _, d := range rc.Devices {
+			if _, err := filepath.Match(d, ""); err != nil {
+				l.errf(base+".devices", "bad glob %q: %v", d, err)
+			}
+			c.Devices = append(c.Devices, d)
+		}
+		c.PSA = l.psa(base+".psa", rc.PSA, false)
+		devNames := map[string]bool{}
+		for j, rd := range rc.Device {
+			dbase := fmt.Sprintf("%s.device[%d]", base, j)
+			d := &Device{Name: strings.TrimSpace(rd.Name), Line: l.ix.Line(dbase)}
+			if d.Name == "" {
+				l.errf(dbase, "device without a name")
+			} else if devNames[strings.ToLower(d.Name)] {
+				l.errf(dbase+".name", "device %q is defined twice in client %q", d.Name, c.Name)
+			}
+			devNames[strings.ToLower(d.Name)] = true
+			d.PSA = l.psa(dbase+".psa", rd.PSA, false)
+			c.Device = append(c.Device, d)
+		}
+		cfg.Clients = append(cfg.Clients, c)
+	}
+	used := map[string]bool{cfg.PSA.Provider(): true}
+	for _, c := range cfg.Clients {
+		if p := c.PSA.Provider(); p != "" {
+			used[p] = true
+		}
+		for _, d := range c.Device {
+			if p := d.PSA.Provider(); p != "" {
+				used[p] = true
+			}
+		}
+	}
+	for _, p := range l.pending {
+		if used[p.provider] {
+			l.errs = append(l.errs, p.err)
+		}
+	}
+	return cfg
+}
+
+func (l *loader) smtp(s *SMTP) {
+	if s.Listen == "" {
+		s.Listen = "127.0.0.1:2525"
+	}
+	if s.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "psagate.localdomain"
+		}
+		s.Hostname = h
+	}
+	if s.MaxMessageBytes == 0 {
+		s.MaxMessageBytes = 25 << 20
+	} else if s.MaxMessageBytes < 1024 {
+		l.errf("smtp.max_message_bytes", "%d is too small (at least 1024)", s.MaxMessageBytes)
+	}
+	defInt(&s.MaxRecipients, 50)
+	defDur(&s.ReadTimeout, 60*time.Second)
+	defDur(&s.WriteTimeout, 60*time.Second)
+	defDur(&s.DataTimeout, 10*time.Minute)
+	defInt(&s.MaxSessions, 200)
+	defInt(&s.MaxSessionsPerIP, 40)
+	defInt(&s.MaxCommands, 100)
+	defInt(&s.MaxAuthFailures, 5)
+	defDur(&s.AuthFailurePause, 5*time.Minute)
+	defInt(&s.MaxLineLength, 4096)
+	defInt(&s.MaxHeaders, 500)
+	defInt(&s.MaxMIMEParts, 100)
+	defInt(&s.MaxMIMEDepth, 10)
+	defDur(&s.ShutdownTimeout, 30*time.Second)
+	defDur(&s.SessionTimeout, 30*time.Minute)
+	switch s.BareLF {
+	case "":
+		s.BareLF = "normalize"
+	case "reject", "normalize":
+	default:
+		l.errf("smtp.bare_lf", "must be \"normalize\" or \"reject\", not %q", s.BareLF)
+	}
+	if len(s.AllowedNetworks) == 0 {
+		s.AllowedNetworks = []string{"127.0.0.0/8", "::1/128"}
+	}
+	for _, n := range s.AllowedNetworks {
+		p, err := parsePrefix(n)
+		if err != nil {
+			l.errf("smtp.allowed_networks", "%v", err)
+			continue
+		}
+		s.AllowedPrefixes = append(s.AllowedPrefixes, p)
+	}
+	if len(s.AcceptDomains) == 0 {
+		l.errf("smtp", "accept_domains is empty: list the domain(s) your appliances send alerts to, e.g. accept_domains = [\"alerts.example.net\"]")
+	}
+	for i, d := range s.AcceptDomains {
+		d = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(d, "@")))
+		if d == "" || strings.ContainsAny(d, " @") {
+			l.errf("smtp.accept_domains", "%q is not a domain", s.AcceptDomains[i])
+		}
+		s.AcceptDomains[i] = d
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		l.errf("smtp.tls_cert", "tls_cert and tls_key must be set together")
+	}
+	if s.RequireTLS && s.TLSCert == "" {
+		l.errf("smtp.require_tls", "require_tls needs tls_cert and tls_key")
+	}
+	for i := range s.Users {
+		u := &s.Users[i]
+		base := fmt.Sprintf("smtp.user[%d]", i)
+		if u.Name == "" {
+			l.errf(base, "user without a name")
+		}
+		if u.Password.ref == "" {
+			l.errf(base+".password", "user %q has no password", u.Name)
+			continue
+		}
+		v, err := resolveSecret(u.Password.ref)
+		if err != nil {
+			l.errf(base+".password", "%v", err)
+		}
+		u.Password.value = v
+	}
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not a network (write it like \"10.0.0.0/8\")", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or network", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (l *loader) state(s *State) {
+	if s.Path == "" {
+		s.Path = "data/psagate.db"
+	}
+	defInt(&s.AuditMax, 10000)
+	defDur(&s.SeenTTL, 7*24*time.Hour)
+}
+
+func (l *loader) rules(r *Rules) {
+	if r.Dir == "" {
+		r.Dir = "rules"
+	}
+	switch r.DefaultAction {
+	case "":
+		r.DefaultAction = "ticket"
+	case "ticket", "quarantine", "drop":
+	default:
+		l.errf("rules.default_action", "must be \"ticket\", \"quarantine\" or \"drop\", not %q", r.DefaultAction)
+	}
+	defDur(&r.WatchInterval, 2*time.Second)
+	switch r.OnHeaderInjection {
+	case "":
+		r.OnHeaderInjection = "quarantine"
+	case "quarantine", "reject", "ignore":
+	default:
+		l.errf("rules.on_header_injection", "must be \"quarantine\", \"reject\" or \"ignore\", not %q", r.OnHeaderInjection)
+	}
+}
+
+// Default per-provider limits stay well inside what each PSA documents:
+// ConnectWise throttles above ~1,000 requests/minute, Autotask allows
+// 10,000 requests/hour per database and 3 concurrent requests per integration.
+var defaultLimits = map[string]ProviderLimits{
+	"connectwise": {Concurrency: 4, RatePerMinute: 300},
+	"autotask":    {Concurrency: 3, RatePerMinute: 100},
+	"log":         {Concurrency: 4, RatePerMinute: 0},
+}
+
+func (l *loader) deliver(r rawDeliver) Deliver {
+	d := Deliver{MaxAge: r.MaxAge, BackoffMin: r.BackoffMin, BackoffMax: r.BackoffMax, ProbeInterval: r.ProbeInterval}
+	defDur(&d.MaxAge, 24*time.Hour)
+	defDur(&d.BackoffMin, 2*time.Second)
+	defDur(&d.BackoffMax, 10*time.Minute)
+	defDur(&d.ProbeInterval, time.Minute)
+	if d.BackoffMax < d.BackoffMin {
+		l.errf("deliver.backoff_max", "backoff_max (%s) is below backoff_min (%s)", d.BackoffMax.D(), d.BackoffMin.D())
+	}
+	d.Providers = maps.Clone(defaultLimits)
+	set := func(name string, p *ProviderLimits) {
+		if p == nil {
+			return
+		}
+		v := d.Providers[name]
+		if p.Concurrency < 0 || p.RatePerMinute < 0 {
+			l.errf("deliver."+name, "limits must not be negative")
+		}
+		if p.Concurrency > 0 {
+			v.Concurrency = p.Concurrency
+		}
+		if p.RatePerMinute > 0 {
+			v.RatePerMinute = p.RatePerMinute
+		}
+		if name == "autotask" && v.Concurrency > 3 {
+			l.errf("deliver.autotask.concurrency", "Autotask allows at most 3 concurrent requests per integration; %d would be throttled", v.Concurrency)
+		}
+		d.Providers[name] = v
+	}
+	set("connectwise", r.ConnectWise)
+	set("autotask", r.Autotask)
+	set("log", r.Log)
+	return d
+}
+
+func (l *loader) log(lg *Log) {
+	switch lg.Level {
+	case "":
+		lg.Level = "info"
+	case "debug", "info", "warn", "error":
+	default:
+		l.errf("log.level", "must be debug, info, warn or error, not %q", lg.Level)
+	}
+	switch lg.Format {
+	case "":
+		lg.Format = "text"
+	case "text", "json":
+	default:
+		l.errf("log.format", "must be \"text\" or \"json\", not %q", lg.Format)
+	}
+}
+
+// psa flattens a [psa]-shaped table ("connectwise": {"board": ...}) into
+// "connectwise.board" keys, checking every key and resolving secrets.
+func (l *loader) psa(base string, m map[string]any, org bool) psa.Settings {
+	out := psa.Settings{}
+	known := map[string]bool{}
+	for _, k := range psa.GeneralKeys {
+		known[k] = true
+	}
+	for prov, keys := range psa.Keys {
+		for _, k := range keys {
+			known[prov+"."+k] = true
+		}
+	}
+	var walk func(prefix string, v map[string]any)
+	walk = func(prefix string, v map[string]any) {
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			full := k
+			if prefix != "" {
+				full = prefix + "." + k
+			}
+			path := base + "." + full
+			if sub, ok := v[k].(map[string]any); ok {
+				if _, isProv := psa.Keys[full]; isProv && prefix == "" {
+					walk(full, sub)
+					continue
+				}
+				l.errf(path, "unknown key")
+				continue
+			}
+			if !known[full] {
+				msg := "unknown PSA setting"
+				if prov, key, ok := strings.Cut(full, "."); ok {
+					if keys, isProv := psa.Keys[prov]; isProv {
+						if c := closest(key, keys); c != "" {
+							msg += fmt.Sprintf(" (did you mean %q?)", prov+"."+c)
+						} else {
+							msg += " (" + prov + " settings are " + strings.Join(keys, ", ") + ")"
+						}
+					}
+				}
+				l.errf(path, "%s", msg)
+				continue
+			}
+			s, err := scalar(v[k])
+			if err != nil {
+				l.errf(path, "%v", err)
+				continue
+			}
+			if psa.IsSecretKey(full) {
+				if s == "" {
+					continue
+				}
+				r, err := resolveSecret(s)
+				if err != nil {
+					// Only an error if that provider is used: an example config
+					// may carry ConnectWise and Autotask sections while running
+					// on the log provider without any credentials.
+					prov, _, _ := strings.Cut(full, ".")
+					l.pending = append(l.pending, pendingSecret{provider: prov, err: &Error{File: l.file, Line: l.ix.Line(path), Key: path, Msg: err.Error()}})
+					continue
+				}
+				s = r
+			}
+			switch full {
+			case "provider":
+				if !slices.Contains(psa.Providers, s) {
+					l.errf(path, "provider must be one of %s, not %q", strings.Join(psa.Providers, ", "), s)
+				}
+			case "auto_close":
+				if _, err := strconv.ParseBool(s); err != nil {
+					l.errf(path, "auto_close must be true or false")
+				}
+			}
+			out[full] = s
+			l.lines[path] = l.ix.Line(path)
+		}
+	}
+	walk("", m)
+	return out
+}
+
+// scalar renders a TOML scalar as settings text.
+func scalar(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case time.Duration:
+		return x.String(), nil
+	}
+	return "", fmt.Errorf("must be a string, number or boolean, not %T", v)
+}
+
+func defInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func defDur(p *Duration, v time.Duration) {
+	if *p == 0 {
+		*p = Duration(v)
+	}
+}
+
+// Line returns the line of a flattened PSA key at a config path such as
+// "psa.connectwise.board" or "client[0].psa.connectwise.board", or 0.
+func (c *Config) Line(path string) int { return c.lines[path] }
+
+// Client returns the client with the given name (case-insensitive), or nil.
+func (c *Config) Client(name string) *Client {
+	for _, cl := range c.Clients {
+		if strings.EqualFold(cl.Name, name) {
+			return cl
+		}
+	}
+	return nil
+}
+
+// Secrets returns every secret value in the config (PSA keys and SMTP
+// passwords), so a caller can scrub them from text that might echo them.
+func (c *Config) Secrets() []string {
+	var out []string
+	add := func(s psa.Settings) { out = append(out, s.SecretValues()...) }
+	add(c.PSA)
+	for _, cl := range c.Clients {
+		add(cl.PSA)
+		for _, d := range cl.Device {
+			add(d.PSA)
+		}
+	}
+	for _, u := range c.SMTP.Users {
+		if u.Password.value != "" {
+			out = append(out, u.Password.value)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return slices.Compact(out)
+}

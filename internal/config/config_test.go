@@ -1,0 +1,248 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `
+[smtp]
+listen = "127.0.0.1:2525"
+accept_domains = ["Alerts.Example.NET"]
+allowed_networks = ["127.0.0.0/8", "10.1.2.3"]
+read_timeout = "30s"
+[[smtp.user]]
+name = "appliance"
+password = "env:TEST_SMTP_PW"
+
+[psa]
+provider = "connectwise"
+[psa.connectwise]
+site = "api-na.myconnectwise.net"
+company_id = "mymsp"
+public_key = "env:TEST_CW_PUB"
+private_key = "file:SECRETFILE"
+board = "Backup Alerts"
+
+[[client]]
+name = "acme"
+recipients = ["ACME@alerts.example.net"]
+senders = ["@acme-bdr.example.com"]
+devices = ["ACME-*"]
+[client.psa]
+connectwise.company = "ACME01"
+connectwise.priority = "Priority 1 - Emergency Response"
+[[client.device]]
+name = "ACME-VAULT-01"
+[client.device.psa]
+connectwise.board = "Vault Alerts"
+
+[[client]]
+name = "beta"
+enabled = false
+[client.psa]
+provider = "autotask"
+autotask.queue_id = 29683482
+`
+
+func TestParseGood(t *testing.T) {
+	dir := t.TempDir()
+	sf := filepath.Join(dir, "pk")
+	if err := os.WriteFile(sf, []byte("private-secret-value\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TEST_SMTP_PW", "smtp-secret-value")
+	t.Setenv("TEST_CW_PUB", "public-secret-value")
+	cfg, err := Parse("test.toml", []byte(strings.ReplaceAll(good, "SECRETFILE", sf)))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if got := cfg.SMTP.AcceptDomains[0]; got != "alerts.example.net" {
+		t.Errorf("accept domain = %q", got)
+	}
+	if cfg.SMTP.ReadTimeout.D() != 30*time.Second || cfg.SMTP.WriteTimeout.D() != 60*time.Second {
+		t.Errorf("timeouts = %v / %v", cfg.SMTP.ReadTimeout.D(), cfg.SMTP.WriteTimeout.D())
+	}
+	if len(cfg.SMTP.AllowedPrefixes) != 2 || cfg.SMTP.AllowedPrefixes[1].String() != "10.1.2.3/32" {
+		t.Errorf("prefixes = %v", cfg.SMTP.AllowedPrefixes)
+	}
+	if cfg.SMTP.Users[0].Password.Value() != "smtp-secret-value" {
+		t.Errorf("smtp password not resolved")
+	}
+	if got := cfg.PSA.Get("connectwise.private_key"); got != "private-secret-value" {
+		t.Errorf("file secret = %q", got)
+	}
+	if got := cfg.PSA.Get("auto_close"); got != "true" {
+		t.Errorf("auto_close default = %q", got)
+	}
+	acme := cfg.Client("ACME")
+	if acme == nil || !acme.Enabled || acme.PSA.Get("connectwise.company") != "ACME01" {
+		t.Fatalf("acme = %+v", acme)
+	}
+	if acme.Recipients[0] != "acme@alerts.example.net" {
+		t.Errorf("recipient not lower-cased: %q", acme.Recipients[0])
+	}
+	if d := acme.Device[0]; d.Name != "ACME-VAULT-01" || d.PSA.Get("connectwise.board") != "Vault Alerts" {
+		t.Errorf("device = %+v", d)
+	}
+	beta := cfg.Client("beta")
+	if beta.Enabled || beta.PSA.Get("autotask.queue_id") != "29683482" || beta.PSA.Provider() != "autotask" {
+		t.Errorf("beta = %+v", beta)
+	}
+	// Printing the config or its settings never shows a secret.
+	for _, s := range []string{cfg.PSA.String(), strings.Join(cfg.Secrets(), ","), fmtAll(cfg)} {
+		_ = s
+	}
+	out := fmtAll(cfg)
+	for _, secret := range []string{"smtp-secret-value", "public-secret-value", "private-secret-value"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("secret %q printed by %%+v", secret)
+		}
+	}
+	if len(cfg.Secrets()) != 3 {
+		t.Errorf("Secrets() = %d values, want 3", len(cfg.Secrets()))
+	}
+}
+
+func fmtAll(cfg *Config) string {
+	var b strings.Builder
+	b.WriteString(cfg.PSA.String())
+	for _, u := range cfg.SMTP.Users {
+		b.WriteString(u.Password.String())
+		b.WriteString(u.Password.GoString())
+	}
+	return b.String()
+}
+
+func TestParseErrorsNameFileLineKey(t *testing.T) {
+	bad := `[smtp]
+listn = "x"
+accept_domains = ["a.example"]
+read_timeout = "60 seconds"
+
+[psa]
+provider = "conectwise"
+[psa.connectwise]
+bord = "X"
+
+[[client]]
+name = "a"
+[client.psa]
+connectwise.priorty = "P1"
+[[client]]
+name = "A"
+`
+	_, err := Parse("bad.toml", []byte(bad))
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("err = %v, want Errors", err)
+	}
+	// The duration error is reported by the TOML decoder on its own, so
+	// check it separately below; the rest must all come at once.
+	want := []string{
+		`bad.toml:4: smtp.read_timeout: "60 seconds" is not a duration`,
+	}
+	got := err.Error()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("missing %q in:\n%s", w, got)
+		}
+	}
+
+	bad2 := strings.Replace(bad, `read_timeout = "60 seconds"`, `read_timeout = "60s"`, 1)
+	_, err = Parse("bad.toml", []byte(bad2))
+	got = err.Error()
+	want = []string{
+		"bad.toml:2: smtp.listn: unknown key",
+		`bad.toml:7: psa.provider: provider must be one of connectwise, autotask, log, not "conectwise"`,
+		`bad.toml:9: psa.connectwise.bord: unknown PSA setting (did you mean "connectwise.board"?)`,
+		`bad.toml:14: client[0].psa.connectwise.priorty: unknown PSA setting (did you mean "connectwise.priority"?)`,
+		`bad.toml:16: client[1].name: client "A" is defined twice (first at line 11)`,
+	}
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("missing %q in:\n%s", w, got)
+		}
+	}
+}
+
+func TestMissingSecretEnv(t *testing.T) {
+	os.Unsetenv("PSAGATE_TEST_UNSET")
+	doc := `[smtp]
+accept_domains = ["a.example"]
+[psa]
+provider = "PROVIDER"
+[psa.connectwise]
+private_key = "env:PSAGATE_TEST_UNSET"
+`
+	_, err := Parse("c.toml", []byte(strings.Replace(doc, "PROVIDER", "connectwise", 1)))
+	if err == nil || !strings.Contains(err.Error(), "c.toml:6: psa.connectwise.private_key: environment variable PSAGATE_TEST_UNSET is not set") {
+		t.Fatalf("err = %v", err)
+	}
+	// A section for a provider nobody uses may lack its secrets: the
+	// example config runs on the log provider without credentials.
+	if _, err := Parse("c.toml", []byte(strings.Replace(doc, "PROVIDER", "log", 1))); err != nil {
+		t.Fatalf("unused provider's missing secret: %v", err)
+	}
+}
+
+func TestDefaultsAreSafe(t *testing.T) {
+	cfg, err := Parse("c.toml", []byte("[smtp]\naccept_domains = [\"a.example\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SMTP.Listen != "127.0.0.1:2525" {
+		t.Errorf("default listen = %q, want loopback", cfg.SMTP.Listen)
+	}
+	for _, p := range cfg.SMTP.AllowedPrefixes {
+		if !p.Addr().IsLoopback() {
+			t.Errorf("default allowed network %v is not loopback", p)
+		}
+	}
+	if cfg.PSA.Provider() != "log" {
+		t.Errorf("default provider = %q, want log", cfg.PSA.Provider())
+	}
+	if cfg.Rules.DefaultAction != "ticket" {
+		t.Errorf("default action = %q", cfg.Rules.DefaultAction)
+	}
+	if cfg.SMTP.BareLF != "normalize" || cfg.Rules.OnHeaderInjection != "quarantine" {
+		t.Errorf("bare_lf=%q on_header_injection=%q", cfg.SMTP.BareLF, cfg.Rules.OnHeaderInjection)
+	}
+}
+
+func TestAcceptDomainsRequired(t *testing.T) {
+	_, err := Parse("c.toml", []byte("[smtp]\nlisten = \"127.0.0.1:25\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "accept_domains is empty") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestSyntaxErrorHasLine(t *testing.T) {
+	_, err := Parse("s.toml", []byte("[smtp]\nlisten = \n"))
+	if err == nil || !strings.HasPrefix(err.Error(), "s.toml:2:") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(good))
+	f.Add([]byte("[smtp]\naccept_domains=[\"a\"]\n[[client]]\n[client.psa]\nx.y.z=1\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse("fuzz.toml", data)
+		if err == nil && cfg == nil {
+			t.Fatal("nil config without error")
+		}
+		var es Errors
+		if err != nil && errors.As(err, &es) {
+			for _, e := range es {
+				if e.File != "fuzz.toml" || e.Line < 0 {
+					t.Fatalf("bad error position: %+v", e)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,580 @@
+// Package deliver runs the outbox: it makes the PSA calls the incident
+// engine queued, in order per incident (a close never overtakes its create,
+// a note waits for its ticket id) and in parallel across incidents, bounded
+// per provider in concurrency and rate.
+//
+// Failures are sorted by what will help: transient ones (timeouts, 5xx, 429)
+// are retried with exponential backoff and jitter, honouring Retry-After, up
+// to a maximum age; permanent ones go to the dead letters at once with the
+// PSA's message; authentication failures pause the provider until a periodic
+// probe works again. Before a call, the job is marked started in the
+// database, so a job found started after a crash is retried with
+// Call.Retry set and the provider looks for the earlier effect (external
+// reference, note marker) instead of writing it twice.
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"psagate/internal/config"
+	"psagate/internal/metrics"
+	"psagate/internal/psa"
+	"psagate/internal/sanitize"
+	"psagate/internal/store"
+)
+
+// SettingsFunc resolves the effective settings of a job at delivery time,
+// so that a config fixed after a failure applies to the retry.
+type SettingsFunc func(client, device string, overrides map[string]string) psa.Settings
+
+// Options configure a Deliverer.
+type Options struct {
+	DB        *store.DB
+	Providers map[string]psa.Provider
+	Settings  SettingsFunc
+	Limits    func() config.Deliver
+	Metrics   *metrics.Metrics
+	Logger    *slog.Logger
+	Now       func() time.Time
+	// CallTimeout bounds one provider operation (all its HTTP requests).
+	CallTimeout time.Duration
+	// Secrets returns every configured secret, scrubbed from stored errors
+	// as a last line of defence.
+	Secrets func() []string
+}
+
+// Deliverer runs outbox jobs.
+type Deliverer struct {
+	o    Options
+	wake chan struct{}
+
+	mu       sync.Mutex
+	inflight map[uint64]bool // incident lanes with a job running
+	running  map[string]int  // provider -> jobs running
+	paused   map[string]*pause
+	nextSlot map[string]time.Time // rate limiter: earliest start of the next job per provider
+	wg       sync.WaitGroup
+}
+
+type pause struct {
+	since    time.Time
+	reason   string
+	settings psa.Settings
+}
+
+// New returns a Deliverer.
+func New(o Options) *Deliverer {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.CallTimeout == 0 {
+		o.CallTimeout = 2 * time.Minute
+	}
+	if o.Secrets == nil {
+		o.Secrets = func() []string { return nil }
+	}
+	return &Deliverer{
+		o:        o,
+		wake:     make(chan struct{}, 1),
+		inflight: map[uint64]bool{},
+		running:  map[string]int{},
+		paused:   map[string]*pause{},
+		nextSlot: map[string]time.Time{},
+	}
+}
+
+// Wake tells the loop that new jobs may be ready.
+func (d *Deliverer) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Paused returns the providers paused for bad credentials, with why.
+func (d *Deliverer) Paused() map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]string{}
+	for p, ps := range d.paused {
+		out[p] = ps.reason
+	}
+	return out
+}
+
+// Run delivers until ctx ends, then waits for the calls in flight (each
+// bounded by CallTimeout) so their outcome is recorded.
+func (d *Deliverer) Run(ctx context.Context) error {
+	defer d.wg.Wait()
+	probe := time.NewTicker(d.o.Limits().ProbeInterval.D())
+	defer probe.Stop()
+	for {
+		next, err := d.dispatch(ctx)
+		if err != nil {
+			d.o.Logger.Error("outbox scan failed", "err", err)
+			next = d.o.Now().Add(time.Second)
+		}
+		wait := time.Until(next)
+		if next.IsZero() || wait > time.Minute {
+			wait = time.Minute
+		}
+		if wait < 0 {
+			wait = 0
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-d.wake:
+		case <-t.C:
+		case <-probe.C:
+			d.probe(ctx)
+		}
+		t.Stop()
+	}
+}
+
+// candidate is a lane head ready to run.
+type candidate struct {
+	job      *store.Job
+	settings psa.Settings
+	provider string
+}
+
+// dispatch starts every job that may run now and returns when the next
+// waiting job becomes due.
+func (d *Deliverer) dispatch(ctx context.Context) (time.Time, error) {
+	now := d.o.Now()
+	var ready []candidate
+	var next time.Time
+	seen := map[uint64]bool{}
+	err := d.o.DB.View(func(tx *store.Tx) error {
+		return tx.Jobs(func(j *store.Job) bool {
+			if seen[j.Incident] {
+				return true // not the head of its lane
+			}
+			seen[j.Incident] = true
+			d.mu.Lock()
+			busy := d.inflight[j.Incident]
+			d.mu.Unlock()
+			if busy {
+				return true
+			}
+			if j.NextTry.After(now) {
+				if next.IsZero() || j.NextTry.Before(next) {
+					next = j.NextTry
+				}
+				return true
+			}
+			s := d.o.Settings(j.Client, j.Device, j.Overrides)
+			prov := s.Provider()
+			if j.Op != store.OpCreate {
+				// Follow-up calls go to the PSA that holds the ticket, even if
+				// the client has since been moved to another one.
+				if inc, err := tx.Incident(j.Incident); err == nil && inc != nil && !inc.Ticket.IsZero() {
+					prov = inc.Ticket.Provider
+					s["provider"] = prov
+				}
+			}
+			ready = append(ready, candidate{job: j, settings: s, provider: prov})
+			return true
+		})
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	lim := d.o.Limits()
+	for _, c := range ready {
+		d.mu.Lock()
+		if _, p := d.paused[c.provider]; p {
+			d.mu.Unlock()
+			continue
+		}
+		pl := lim.Providers[c.provider]
+		if pl.Concurrency > 0 && d.running[c.provider] >= pl.Concurrency {
+			d.mu.Unlock()
+			continue
+		}
+		start := now
+		if pl.RatePerMinute > 0 {
+			slot := d.nextSlot[c.provider]
+			if slot.After(now) {
+				start = slot
+			}
+			d.nextSlot[c.provider] = start.Add(time.Duration(float64(time.Minute) / pl.RatePerMinute))
+		}
+		d.inflight[c.job.Incident] = true
+		d.running[c.provider]++
+		d.mu.Unlock()
+		d.wg.Add(1)
+		go d.run(ctx, c, start)
+	}
+	return next, nil
+}
+
+func (d *Deliverer) done(c candidate) {
+	d.mu.Lock()
+	delete(d.inflight, c.job.Incident)
+	d.running[c.provider]--
+	d.mu.Unlock()
+	d.Wake()
+}
+
+func (d *Deliverer) run(ctx context.Context, c candidate, start time.Time) {
+	defer d.wg.Done()
+	defer d.done(c)
+	if wait := time.Until(start); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	j := c.job
+	log := d.o.Logger.With("job", j.ID, "op", j.Op, "incident", j.Incident, "client", j.Client, "provider", c.provider, "message", j.MessageID)
+	prov, ok := d.o.Providers[c.provider]
+	if !ok {
+		d.kill(j, fmt.Sprintf("no provider %q is configured", c.provider), log)
+		return
+	}
+	var ref psa.TicketRef
+	if j.Op != store.OpCreate {
+		var deadCreate uint64
+		err := d.o.DB.View(func(tx *store.Tx) error {
+			inc, err := tx.Incident(j.Incident)
+			if err != nil || inc == nil {
+				return err
+			}
+			ref = inc.Ticket
+			if ref.IsZero() {
+				return tx.DeadJobs(func(dj *store.Job) bool {
+					if dj.Incident == j.Incident && dj.Op == store.OpCreate {
+						deadCreate = dj.ID
+						return false
+					}
+					return true
+				})
+			}
+			return nil
+		})
+		if err != nil {
+			log.Error("read incident", "err", err)
+			return
+		}
+		if ref.IsZero() {
+			reason := "the incident has no ticket to " + j.Op
+			if deadCreate != 0 {
+				reason = fmt.Sprintf("its ticket was never created: create job %d is in the dead letters (psagate queue retry %d brings both back)", deadCreate, deadCreate)
+			}
+			d.kill(j, reason, log)
+			return
+		}
+	}
+	// Mark the attempt started before the call: if we die during it, the
+	// next attempt knows the PSA may already have done it.
+	retry := j.Started || j.Attempts > 0
+	if err := d.o.DB.Batch(func(tx *store.Tx) error {
+		cur, err := tx.Job(j.ID)
+		if err != nil || cur == nil {
+			return err
+		}
+		cur.Started, cur.Attempts, cur.Provider = true, cur.Attempts+1, c.provider
+		*j = *cur
+		return tx.PutJob(cur)
+	}); err != nil {
+		log.Error("mark job started", "err", err)
+		return
+	}
+	call := psa.Call{Settings: c.settings, Retry: retry}
+	cctx, cancel := context.WithTimeout(ctx, d.o.CallTimeout)
+	t0 := time.Now()
+	newRef, err := d.call(cctx, prov, call, j, ref)
+	cancel()
+	elapsed := time.Since(t0)
+	if d.o.Metrics != nil {
+		d.o.Metrics.PSADuration.WithLabelValues(c.provider, j.Op).Observe(elapsed.Seconds())
+	}
+	if err == nil {
+		d.succeed(j, newRef, c.provider, log, elapsed)
+		return
+	}
+	if ctx.Err() != nil {
+		// Shutting down: park the job. It stays marked started, so the next
+		// run looks for whatever this interrupted call may have done.
+		log.Info("psa call interrupted by shutdown; job parked for the next start")
+		return
+	}
+	d.fail(j, c, err, log)
+}
+
+func (d *Deliverer) call(ctx context.Context, p psa.Provider, call psa.Call, j *store.Job, ref psa.TicketRef) (psa.TicketRef, error) {
+	switch j.Op {
+	case store.OpCreate:
+		return p.Create(ctx, call, psa.Ticket{Summary: j.Summary, Description: j.Description, ExternalRef: j.ExternalRef,
+			Key: j.Key, Client: j.Client, Device: j.Device})
+	case store.OpNote:
+		return ref, p.AddNote(ctx, call, ref, psa.Note{Title: j.NoteTitle, Text: j.NoteText, Kind: j.NoteKind, Marker: j.Marker})
+	case store.OpAttach:
+		return ref, p.Attach(ctx, call, ref, psa.Attachment{Name: j.AttachName, ContentType: j.AttachType, Data: j.AttachData, Marker: j.Marker})
+	case store.OpClose:
+		return ref, p.Close(ctx, call, ref, psa.Note{Title: j.NoteTitle, Text: j.NoteText, Kind: psa.NoteResolution, Marker: j.Marker})
+	case store.OpReopen:
+		return ref, p.Reopen(ctx, call, ref, psa.Note{Title: j.NoteTitle, Text: j.NoteText, Kind: j.NoteKind, Marker: j.Marker})
+	}
+	return ref, &psa.Error{Kind: psa.Permanent, Op: j.Op, Message: "unknown job operation"}
+}
+
+func (d *Deliverer) succeed(j *store.Job, ref psa.TicketRef, provider string, log *slog.Logger, elapsed time.Duration) {
+	err := d.o.DB.Batch(func(tx *store.Tx) error {
+		if err := tx.DeleteJob(j.ID); err != nil {
+			return err
+		}
+		if j.Op != store.OpCreate {
+			return nil
+		}
+		inc, err := tx.Incident(j.Incident)
+		if err != nil || inc == nil {
+			return err
+		}
+		inc.Ticket = ref
+		return tx.PutIncident(inc)
+	})
+	if err != nil {
+		// The PSA has done it but we could not record it: the job stays
+		// started, and its retry finds the earlier effect.
+		log.Error("record delivered job", "err", err)
+		return
+	}
+	if d.o.Metrics != nil {
+		d.o.Metrics.Tickets.WithLabelValues(provider, j.Op, "success").Inc()
+	}
+	log.Info("psa call done", "ticket", ref.String(), "attempt", j.Attempts, "took", elapsed.Round(time.Millisecond))
+}
+
+func (d *Deliverer) scrub(s string) string {
+	for _, v := range d.o.Secrets() {
+		if len(v) >= 4 {
+			s = strings.ReplaceAll(s, v, "[redacted]")
+		}
+	}
+	return sanitize.Line(s)
+}
+
+func (d *Deliverer) fail(j *store.Job, c candidate, err error, log *slog.Logger) {
+	kind := psa.KindOf(err)
+	msg := d.scrub(c.settings.Scrub(err.Error()))
+	now := d.o.Now()
+	if d.o.Metrics != nil {
+		d.o.Metrics.Tickets.WithLabelValues(c.provider, j.Op, kind.String()+"_error").Inc()
+	}
+	switch kind {
+	case psa.Permanent:
+		log.Error("psa call failed for good: job moved to dead letters", "err", msg)
+		d.kill(j, msg, log)
+		return
+	case psa.Auth:
+		d.mu.Lock()
+		if _, ok := d.paused[c.provider]; !ok {
+			d.paused[c.provider] = &pause{since: now, reason: msg, settings: c.settings}
+			if d.o.Metrics != nil {
+				d.o.Metrics.ProviderPaused.WithLabelValues(c.provider).Set(1)
+			}
+			log.Error("provider paused: authentication failed; fix the credentials, delivery resumes by itself", "err", msg)
+		}
+		d.mu.Unlock()
+	}
+	lim := d.o.Limits()
+	if kind == psa.Transient && now.Sub(j.Created) > lim.MaxAge.D() {
+		d.kill(j, fmt.Sprintf("gave up after %s of retries; last error: %s", lim.MaxAge.D(), msg), log)
+		return
+	}
+	wait := Backoff(j.Attempts, lim.BackoffMin.D(), lim.BackoffMax.D())
+	if ra := psa.RetryAfterOf(err); ra > wait {
+		wait = ra
+	}
+	if kind == psa.Auth {
+		wait = 0 // waits for the provider to be unpaused instead
+	}
+	e := d.o.DB.Batch(func(tx *store.Tx) error {
+		cur, err := tx.Job(j.ID)
+		if err != nil || cur == nil {
+			return err
+		}
+		// The call failed: nothing reached the PSA, or the provider's
+		// retry search will find what did. Started stays true only for
+		// errors that may have been applied (timeouts, resets, 5xx).
+		cur.Started = kind == psa.Transient
+		cur.LastError = msg
+		cur.NextTry = now.Add(wait)
+		return tx.PutJob(cur)
+	})
+	if e != nil {
+		log.Error("record failed job", "err", e)
+	}
+	log.Warn("psa call failed; will retry", "err", msg, "kind", kind.String(), "attempt", j.Attempts, "retry_in", wait.Round(time.Millisecond))
+}
+
+func (d *Deliverer) kill(j *store.Job, reason string, log *slog.Logger) {
+	reason = d.scrub(reason)
+	err := d.o.DB.Batch(func(tx *store.Tx) error {
+		cur, err := tx.Job(j.ID)
+		if err != nil || cur == nil {
+			return err
+		}
+		return tx.Kill(cur, reason, d.o.Now())
+	})
+	if err != nil {
+		log.Error("move job to dead letters", "err", err)
+		return
+	}
+	log.Error("job is dead", "reason", reason)
+}
+
+// probe tries each paused provider with the settings that failed.
+func (d *Deliverer) probe(ctx context.Context) {
+	d.mu.Lock()
+	paused := map[string]*pause{}
+	for k, v := range d.paused {
+		paused[k] = v
+	}
+	d.mu.Unlock()
+	for name, ps := range paused {
+		chk, ok := d.o.Providers[name].(psa.Checker)
+		if !ok {
+			d.unpause(name)
+			continue
+		}
+		// The settings are re-resolved from the current config: the admin
+		// may have fixed the keys in the meantime (config reload).
+		s := d.o.Settings("", "", nil)
+		if s.Provider() != name {
+			s = ps.settings
+		}
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := chk.Probe(pctx, s)
+		cancel()
+		if err == nil {
+			d.o.Logger.Info("provider works again: resuming delivery", "provider", name)
+			d.unpause(name)
+			continue
+		}
+		d.o.Logger.Warn("provider still failing authentication", "provider", name, "err", d.scrub(s.Scrub(err.Error())))
+	}
+}
+
+func (d *Deliverer) unpause(name string) {
+	d.mu.Lock()
+	delete(d.paused, name)
+	d.mu.Unlock()
+	if d.o.Metrics != nil {
+		d.o.Metrics.ProviderPaused.WithLabelValues(name).Set(0)
+	}
+	d.Wake()
+}
+
+// ProbeNow runs the probes at once (SIGHUP after a credentials fix).
+func (d *Deliverer) ProbeNow(ctx context.Context) { d.probe(ctx) }
+
+// Backoff is the wait before attempt n+1: exponential from min, capped at
+// max, with jitter between half and all of it so that many jobs failing
+// together do not retry together.
+func Backoff(attempts int, min, max time.Duration) time.Duration {
+	if attempts < 1 {
+		attempts = 1
+	}
+	d := min
+	for i := 1; i < attempts && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	half := d / 2
+	return half + time.Duration(rand.Int64N(int64(half)+1))
+}
+
+// Retry moves dead job id back to the outbox. When it is a create, the dead
+// jobs of the same incident that were waiting for its ticket come back too.
+func Retry(db *store.DB, id uint64, now time.Time) ([]uint64, error) {
+	var out []uint64
+	err := db.Update(func(tx *store.Tx) error {
+		j, err := tx.Revive(id, now)
+		if err != nil {
+			return err
+		}
+		if j == nil {
+			return fmt.Errorf("no dead job %d", id)
+		}
+		out = append(out, id)
+		if j.Op != store.OpCreate {
+			return nil
+		}
+		var followers []uint64
+		if err := tx.DeadJobs(func(f *store.Job) bool {
+			if f.Incident == j.Incident {
+				followers = append(followers, f.ID)
+			}
+			return true
+		}); err != nil {
+			return err
+		}
+		for _, f := range followers {
+			if _, err := tx.Revive(f, now); err != nil {
+				return err
+			}
+			out = append(out, f)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// RetryDead moves every dead job back to the outbox.
+func RetryDead(db *store.DB, now time.Time) ([]uint64, error) {
+	var out []uint64
+	err := db.Update(func(tx *store.Tx) error {
+		var ids []uint64
+		if err := tx.DeadJobs(func(j *store.Job) bool { ids = append(ids, j.ID); return true }); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if _, err := tx.Revive(id, now); err != nil {
+				return err
+			}
+		}
+		out = ids
+		return nil
+	})
+	return out, err
+}
+
+// Drop deletes job id from the dead letters, or from the outbox.
+func Drop(db *store.DB, id uint64) error {
+	return db.Update(func(tx *store.Tx) error {
+		ok, err := tx.DropDead(id)
+		if err != nil || ok {
+			return err
+		}
+		j, err := tx.Job(id)
+		if err != nil {
+			return err
+		}
+		if j == nil {
+			return errors.New("no job with that id in the outbox or the dead letters")
+		}
+		return tx.DeleteJob(id)
+	})
+}

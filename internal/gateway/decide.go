@@ -1,0 +1,252 @@
+// Package gateway joins psagate's stages into the path of one message:
+// decode (message), route (client), rules (decision), render (key, summary,
+// texts), then either answer at once (drop, reject) or spool the message
+// and its verdict durably; a worker then runs the incident engine over the
+// spool and queues the PSA jobs that package deliver sends.
+//
+// The same code serves `psagate serve` and `psagate try`: try runs Decide
+// and Process against a scratch database and a clock taken from each
+// message's Date, so an admin sees exactly what the gateway would do.
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"psagate/internal/config"
+	"psagate/internal/incident"
+	"psagate/internal/message"
+	"psagate/internal/route"
+	"psagate/internal/rules"
+	"psagate/internal/sanitize"
+)
+
+// Decisions, in DESIGN words.
+const (
+	Drop       = "drop"
+	Reject     = "reject"
+	Ticket     = "ticket"
+	Note       = "note"
+	Close      = "close"
+	Quarantine = "quarantine"
+)
+
+// BuiltinDefault and BuiltinInjection name decisions no admin rule made.
+const (
+	BuiltinDefault   = "(default action)"
+	BuiltinInjection = "(header injection check)"
+)
+
+// Verdict is the decision made while DATA is open. It is stored with the
+// spooled message, so a message decided under one rule set finishes under
+// it even if the rules are reloaded meanwhile.
+type Verdict struct {
+	ID          string            `json:"id"`
+	Action      string            `json:"action"`
+	Rule        string            `json:"rule"`
+	RuleFile    string            `json:"rule_file,omitempty"`
+	Audit       []string          `json:"audit,omitempty"`
+	Client      string            `json:"client"`
+	Device      string            `json:"device,omitempty"`
+	Check       string            `json:"check,omitempty"`
+	Key         string            `json:"key,omitempty"`
+	Summary     string            `json:"summary,omitempty"`
+	Description string            `json:"description,omitempty"`
+	NoteText    string            `json:"note_text,omitempty"`
+	RejectText  string            `json:"reject_text,omitempty"`
+	Repeat      string            `json:"repeat,omitempty"`
+	Delay       time.Duration     `json:"delay,omitempty"`
+	Reopen      time.Duration     `json:"reopen,omitempty"`
+	Expect      time.Duration     `json:"expect,omitempty"`
+	Attach      bool              `json:"attach,omitempty"`
+	Overrides   map[string]string `json:"overrides,omitempty"`
+	Fields      map[string]string `json:"fields,omitempty"`
+	Subject     string            `json:"subject"`
+	From        string            `json:"from,omitempty"`
+	HeaderMsgID string            `json:"header_message_id,omitempty"`
+	Problems    []string          `json:"problems,omitempty"`
+	Attachments int               `json:"attachments,omitempty"`
+}
+
+// Snapshot is one consistent configuration: config, rules and the router
+// over its clients. It is replaced whole on reload.
+type Snapshot struct {
+	Config *config.Config
+	Rules  *rules.Set
+	Router *route.Router
+}
+
+// NewSnapshot builds a snapshot.
+func NewSnapshot(cfg *config.Config, rs *rules.Set) *Snapshot {
+	return &Snapshot{Config: cfg, Rules: rs, Router: route.New(cfg)}
+}
+
+// Limits returns the MIME decoding limits of the config.
+func (s *Snapshot) Limits() message.Limits {
+	return message.Limits{MaxParts: s.Config.SMTP.MaxMIMEParts, MaxDepth: s.Config.SMTP.MaxMIMEDepth, MaxHeaders: s.Config.SMTP.MaxHeaders}
+}
+
+// NewID returns a message id: sortable by time, unique, short enough for
+// an SMTP reply and a log line.
+func NewID(now time.Time) string {
+	var b [10]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	_, _ = rand.Read(b[6:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// Decide decodes raw and decides what to do with it. It has no side effects.
+func (s *Snapshot) Decide(id string, raw []byte, env message.Envelope) (*Verdict, *message.Alert, []rules.Trace) {
+	a := message.Decode(raw, env, s.Limits())
+	v, tr := s.DecideAlert(id, a, false)
+	return v, a, tr
+}
+
+// DecideAlert is Decide for a decoded message; explain also returns the
+// rule trace.
+func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verdict, []rules.Trace) {
+	v := &Verdict{ID: id, Subject: a.Subject, From: a.From, HeaderMsgID: a.MessageID, Attachments: len(a.Attachments)}
+	for _, p := range a.Problems {
+		v.Problems = append(v.Problems, string(p.Kind)+": "+p.Detail)
+	}
+	client := s.Router.ByEnvelope(a.RcptTo, a.MailFrom, a.From)
+
+	if a.HasProblem(message.ProblemInjection) && s.Config.Rules.OnHeaderInjection != "ignore" {
+		v.Rule = BuiltinInjection
+		v.Client = route.ClientName(client)
+		if s.Config.Rules.OnHeaderInjection == "reject" {
+			v.Action = Reject
+			v.RejectText = "Message refused: a header contains encoded line breaks (header injection)"
+		} else {
+			v.Action = Quarantine
+		}
+		return v, nil
+	}
+
+	in := rules.Input{Alert: a, Client: client}
+	var d rules.Decision
+	var tr []rules.Trace
+	if explain {
+		d, tr = s.Rules.Explain(in)
+	} else {
+		d = s.Rules.Evaluate(in)
+	}
+	for _, r := range d.Audit {
+		v.Audit = append(v.Audit, r.Name)
+	}
+	device := sanitize.Line(d.Fields["device"])
+	if client == "" {
+		client = s.Router.ByDevice(device)
+	}
+	v.Client = route.ClientName(client)
+	v.Device = device
+	v.Fields = d.Fields
+	th := d.Then
+	v.Action = string(d.Action)
+	if d.Rule != nil {
+		v.Rule, v.RuleFile = d.Rule.Name, d.Rule.File
+	} else {
+		v.Rule = BuiltinDefault
+	}
+	v.Check = th.Check
+	if v.Check == "" {
+		v.Check = "alert"
+	}
+	vars := d.Vars(a, v.Client)
+	vars["client"] = v.Client
+	vars["device"] = device
+	vars["check"] = v.Check
+
+	switch {
+	case th.Key != nil:
+		v.Key = sanitize.Line(th.Key.Render(vars))
+	case d.Rule == nil:
+		// Unknown alerts: identical ones (same sender and subject) are one
+		// problem, so repeats become notes rather than new tickets.
+		v.Key = v.Client + "/" + a.From + "/" + a.Subject
+	default:
+		v.Key = v.Client + "/" + device + "/" + v.Check
+	}
+	if th.Summary != nil {
+		v.Summary = sanitize.Line(th.Summary.Render(vars))
+	}
+	if v.Summary == "" {
+		v.Summary = a.Subject
+	}
+	if v.Summary == "" {
+		v.Summary = "(no subject) alert from " + a.From
+	}
+	if th.Description != nil {
+		v.Description = sanitize.Text(th.Description.Render(vars))
+	}
+	if v.Description == "" {
+		v.Description = DefaultDescription(a, v)
+	}
+	switch {
+	case th.Note != nil:
+		v.NoteText = sanitize.Text(th.Note.Render(vars))
+	case v.Action == Close:
+		v.NoteText = sanitize.Text(fmt.Sprintf("Recovered: %s\nReceived %s from %s.\n\n%s",
+			a.Subject, a.Received.UTC().Format(time.RFC3339), a.From, a.Text))
+	default:
+		v.NoteText = sanitize.Text(fmt.Sprintf("Repeat alert: %s\nReceived %s from %s.\n\n%s",
+			a.Subject, a.Received.UTC().Format(time.RFC3339), a.From, a.Text))
+	}
+	v.RejectText = th.Text
+	if v.Action == Reject && v.RejectText == "" {
+		v.RejectText = "Rejected by rule " + v.Rule
+	}
+	v.Repeat, v.Delay, v.Reopen, v.Expect, v.Attach = th.Repeat, th.Delay, th.Reopen, th.Expect, th.Attach
+	if v.Repeat == "" {
+		v.Repeat = incident.RepeatNote
+	}
+	if len(th.PSA) > 0 {
+		v.Overrides = th.PSA
+	}
+	return v, tr
+}
+
+// DefaultDescription is the ticket text when a rule gives none: the alert's
+// headers, its problems, its text and a list of its attachments.
+func DefaultDescription(a *message.Alert, v *Verdict) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "From: %s\n", a.From)
+	if len(a.To) > 0 {
+		fmt.Fprintf(&b, "To: %s\n", strings.Join(a.To, ", "))
+	}
+	if !a.Date.IsZero() {
+		fmt.Fprintf(&b, "Date: %s\n", a.Date.Format(time.RFC1123Z))
+	}
+	fmt.Fprintf(&b, "Subject: %s\n", a.Subject)
+	if v.Device != "" {
+		fmt.Fprintf(&b, "Device: %s\n", v.Device)
+	}
+	fmt.Fprintf(&b, "Rule: %s\n", v.Rule)
+	for _, p := range a.Problems {
+		fmt.Fprintf(&b, "Warning: %s: %s\n", p.Kind, p.Detail)
+	}
+	b.WriteString("\n")
+	b.WriteString(a.Text)
+	if len(a.Attachments) > 0 {
+		b.WriteString("\n\nAttachments:\n")
+		for _, at := range a.Attachments {
+			fmt.Fprintf(&b, "  %s (%s, %d bytes)\n", at.Name, at.ContentType, at.Size)
+		}
+	}
+	return sanitize.Text(b.String())
+}
+
+// sortedKeys is used where map order would make output unstable.
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

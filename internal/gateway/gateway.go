@@ -1,0 +1,520 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"psagate/internal/incident"
+	"psagate/internal/message"
+	"psagate/internal/metrics"
+	"psagate/internal/route"
+	"psagate/internal/store"
+)
+
+// Reply is the SMTP answer to a message.
+type Reply struct {
+	Code     int
+	Enhanced [3]int
+	Text     string
+}
+
+// Gateway is the running pipeline.
+type Gateway struct {
+	db      *store.DB
+	snap    atomic.Pointer[Snapshot]
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	now     func() time.Time
+
+	spoolWake chan struct{}
+	timerWake chan struct{}
+	onJobs    func() // wakes the delivery workers
+
+	audit     chan *store.AuditEntry
+	auditDone chan struct{}
+	closeOnce sync.Once
+}
+
+// Options configure a Gateway.
+type Options struct {
+	DB      *store.DB
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
+	OnJobs  func()
+}
+
+// New returns a Gateway running snapshot s. Call Run to start its workers.
+func New(s *Snapshot, o Options) *Gateway {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.OnJobs == nil {
+		o.OnJobs = func() {}
+	}
+	g := &Gateway{
+		db: o.DB, metrics: o.Metrics, log: o.Logger, now: o.Now, onJobs: o.OnJobs,
+		spoolWake: make(chan struct{}, 1),
+		timerWake: make(chan struct{}, 1),
+		audit:     make(chan *store.AuditEntry, 4096),
+		auditDone: make(chan struct{}),
+	}
+	g.snap.Store(s)
+	return g
+}
+
+// Snapshot is the active configuration.
+func (g *Gateway) Snapshot() *Snapshot { return g.snap.Load() }
+
+// Swap installs a new configuration; messages already decided keep theirs.
+func (g *Gateway) Swap(s *Snapshot) { g.snap.Store(s) }
+
+// Engine returns the incident engine for snapshot s.
+func (g *Gateway) Engine(s *Snapshot) *incident.Engine {
+	return &incident.Engine{Router: s.Router, Instance: g.db.Instance()}
+}
+
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// DedupeKey identifies an SMTP retry of the same message: its Message-ID
+// and a hash of its body (the headers may differ by a Received line). A
+// message without Message-ID is identified by its whole content.
+func DedupeKey(msgID string, raw []byte) []byte {
+	body := raw
+	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+		body = raw[i+4:]
+	} else if i := bytes.Index(raw, []byte("\n\n")); i >= 0 {
+		body = raw[i+2:]
+	}
+	h := sha256.New()
+	if msgID == "" {
+		h.Write([]byte("raw\x00"))
+		h.Write(raw)
+	} else {
+		h.Write([]byte("mid\x00" + msgID + "\x00"))
+		h.Write(body)
+	}
+	return h.Sum(nil)[:16]
+}
+
+// Accept decides a message received over SMTP and answers it: drop and
+// reject at once; everything else only after the spool commit.
+func (g *Gateway) Accept(ctx context.Context, raw []byte, env message.Envelope) Reply {
+	now := g.now()
+	env.Received = now
+	id := NewID(now)
+	s := g.Snapshot()
+	v, a, _ := s.Decide(id, raw, env)
+	log := g.log.With("msg", id, "from", a.From, "rcpt", firstOf(env.RcptTo), "subject", a.Subject, "client", v.Client, "rule", v.Rule)
+	if g.metrics != nil {
+		g.metrics.LastMessageReceived.Set(float64(now.Unix()))
+		for _, r := range v.Audit {
+			g.metrics.RuleMatches.WithLabelValues(r, "audit").Inc()
+		}
+	}
+	switch v.Action {
+	case Drop:
+		g.count("dropped", v)
+		g.record(v, env, Drop, "", nil, "")
+		log.Info("decision", "decision", Drop)
+		return Reply{250, [3]int{2, 0, 0}, fmt.Sprintf("Accepted as %s and discarded by rule %q (nothing queued)", id, v.Rule)}
+	case Reject:
+		g.count("rejected", v)
+		g.record(v, env, Reject, "", nil, v.RejectText)
+		log.Info("decision", "decision", Reject)
+		return Reply{550, [3]int{5, 7, 1}, fmt.Sprintf("%s (id %s)", v.RejectText, id)}
+	}
+	vb, err := json.Marshal(v)
+	if err != nil {
+		log.Error("encode verdict", "err", err)
+		g.count("error", nil)
+		return Reply{451, [3]int{4, 3, 0}, "Temporary failure while storing the message; please retry"}
+	}
+	e := &store.SpoolEntry{ID: id, Received: now, MailFrom: env.MailFrom, RcptTo: env.RcptTo,
+		RemoteIP: ipString(env), Helo: env.Helo, Decision: vb, Raw: raw}
+	orig, dup, err := g.db.Accept(e, DedupeKey(a.MessageID, raw))
+	if err != nil {
+		log.Error("spool write failed; the sender will retry", "err", err)
+		g.count("error", nil)
+		return Reply{451, [3]int{4, 3, 0}, "Temporary failure while storing the message; please retry"}
+	}
+	if dup {
+		g.count("duplicate", nil)
+		log.Info("duplicate delivery ignored", "original", orig)
+		return Reply{250, [3]int{2, 0, 0}, fmt.Sprintf("Already queued as %s (duplicate delivery ignored)", orig)}
+	}
+	g.count("queued", v)
+	log.Debug("queued", "action", v.Action)
+	wake(g.spoolWake)
+	return Reply{250, [3]int{2, 0, 0}, "Queued as " + id}
+}
+
+func (g *Gateway) count(outcome string, v *Verdict) {
+	if g.metrics == nil {
+		return
+	}
+	g.metrics.MessagesReceived.WithLabelValues(outcome).Inc()
+	if v == nil {
+		return
+	}
+	g.metrics.RuleMatches.WithLabelValues(v.Rule, v.Action).Inc()
+	if v.Action == Drop {
+		g.metrics.MessagesDropped.WithLabelValues(v.Rule).Inc()
+	}
+}
+
+func firstOf(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+func ipString(env message.Envelope) string {
+	if env.RemoteIP.IsValid() {
+		return env.RemoteIP.String()
+	}
+	return ""
+}
+
+// record queues an audit entry for a decision that needs no transaction of
+// its own (drops and rejects): losing it in a crash loses no alert.
+func (g *Gateway) record(v *Verdict, env message.Envelope, decision, effect string, inc *store.Incident, detail string) {
+	e := auditEntry(v, env.MailFrom, firstOf(env.RcptTo), ipString(env), env.Received, decision, effect, inc, detail)
+	select {
+	case g.audit <- e:
+	default:
+		g.log.Warn("audit queue full; decision not recorded in the audit trail", "msg", v.ID)
+	}
+}
+
+func auditEntry(v *Verdict, from, rcpt, ip string, at time.Time, decision, effect string, inc *store.Incident, detail string) *store.AuditEntry {
+	e := &store.AuditEntry{Time: at, Message: v.ID, MsgID: v.HeaderMsgID, From: v.From, Rcpt: rcpt, RemoteIP: ip,
+		Subject: v.Subject, Client: v.Client, Device: v.Device, Rule: v.Rule, Decision: decision, Effect: effect,
+		Key: v.Key, Detail: detail}
+	if e.From == "" {
+		e.From = from
+	}
+	if inc != nil {
+		e.Incident = inc.ID
+	}
+	return e
+}
+
+// Run starts the spool worker, the timer loop and the audit writer, and
+// returns when ctx ends and they have stopped.
+func (g *Gateway) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); g.spoolLoop(ctx) }()
+	go func() { defer wg.Done(); g.timerLoop(ctx) }()
+	go g.auditLoop()
+	wg.Wait()
+}
+
+// CloseAudit flushes and stops the audit writer; call after the SMTP
+// server has stopped.
+func (g *Gateway) CloseAudit() {
+	g.closeOnce.Do(func() { close(g.audit) })
+	<-g.auditDone
+}
+
+func (g *Gateway) auditLoop() {
+	defer close(g.auditDone)
+	for e := range g.audit {
+		batch := []*store.AuditEntry{e}
+	more:
+		for len(batch) < 256 {
+			select {
+			case e, ok := <-g.audit:
+				if !ok {
+					break more
+				}
+				batch = append(batch, e)
+			default:
+				break more
+			}
+		}
+		if err := g.db.Update(func(tx *store.Tx) error {
+			for _, e := range batch {
+				if err := tx.AddAudit(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			g.log.Error("audit write failed", "err", err, "entries", len(batch))
+		}
+	}
+}
+
+func (g *Gateway) spoolLoop(ctx context.Context) {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		for {
+			n, err := g.ProcessSpool(ctx, 128)
+			if err != nil {
+				g.log.Error("processing the spool failed; will retry", "err", err)
+				break
+			}
+			if n == 0 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.spoolWake:
+		case <-tick.C:
+		}
+	}
+}
+
+// Result is what became of one processed message.
+type Result struct {
+	Verdict  *Verdict
+	Outcome  *incident.Outcome
+	Decision string
+	Effect   string
+	Entry    *store.SpoolEntry
+}
+
+// ProcessSpool runs the incident engine over up to n spooled messages in
+// one transaction and returns how many it handled.
+func (g *Gateway) ProcessSpool(ctx context.Context, n int) (int, error) {
+	var results []*Result
+	s := g.Snapshot()
+	eng := g.Engine(s)
+	err := g.db.Update(func(tx *store.Tx) error {
+		results = results[:0]
+		entries, err := tx.SpoolHead(n)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			r, err := Process(tx, eng, s, e)
+			if err != nil {
+				return fmt.Errorf("message %s: %w", e.ID, err)
+			}
+			results = append(results, r)
+			if err := tx.DeleteSpool(e.Seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	jobs := false
+	for _, r := range results {
+		g.logResult(r)
+		if r.Outcome != nil && len(r.Outcome.Jobs) > 0 {
+			jobs = true
+		}
+	}
+	if jobs {
+		g.onJobs()
+	}
+	if len(results) > 0 {
+		wake(g.timerWake)
+	}
+	return len(results), nil
+}
+
+// Process handles one spooled message inside tx: quarantine, or the
+// incident engine; it records the audit entry in the same transaction.
+func Process(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.SpoolEntry) (*Result, error) {
+	var v Verdict
+	rcpt := firstOf(e.RcptTo)
+	if err := json.Unmarshal(e.Decision, &v); err != nil {
+		// A verdict we cannot read must not lose the message: keep it for
+		// an admin instead.
+		if qerr := tx.Quarantine(e, "unreadable verdict: "+err.Error()); qerr != nil {
+			return nil, qerr
+		}
+		return &Result{Verdict: &Verdict{ID: e.ID}, Decision: Quarantine, Effect: "unreadable verdict", Entry: e}, nil
+	}
+	r := &Result{Verdict: &v, Entry: e}
+	switch v.Action {
+	case Quarantine:
+		reason := "rule " + v.Rule
+		if v.Rule == BuiltinInjection {
+			reason = "header injection: " + joinProblems(v.Problems)
+		}
+		if err := tx.Quarantine(e, reason); err != nil {
+			return nil, err
+		}
+		r.Decision, r.Effect = Quarantine, "kept"
+		return r, tx.AddAudit(auditEntry(&v, e.MailFrom, rcpt, e.RemoteIP, e.Received, Quarantine, "kept", nil, reason))
+	case Ticket, Note, Close:
+	default:
+		return nil, fmt.Errorf("unexpected action %q in the spool", v.Action)
+	}
+	ev := &incident.Event{
+		MessageID: v.ID, At: e.Received, Action: v.Action, Rule: v.Rule, Client: v.Client, Device: v.Device,
+		Check: v.Check, Key: v.Key, Summary: v.Summary, Description: v.Description, NoteText: v.NoteText,
+		Repeat: v.Repeat, Delay: v.Delay, Reopen: v.Reopen, Expect: v.Expect, Attach: v.Attach, Overrides: v.Overrides,
+	}
+	if v.Attach && v.Attachments > 0 {
+		a := message.Decode(e.Raw, message.Envelope{}, s.Limits())
+		ev.Attachments = a.Attachments
+	}
+	out, err := eng.Apply(tx, ev)
+	if err != nil {
+		return nil, err
+	}
+	r.Outcome, r.Decision, r.Effect = out, out.Decision, out.Effect
+	return r, tx.AddAudit(auditEntry(&v, e.MailFrom, rcpt, e.RemoteIP, e.Received, out.Decision, out.Effect, out.Incident, out.Detail))
+}
+
+func joinProblems(p []string) string {
+	if len(p) == 0 {
+		return "(no detail)"
+	}
+	out := p[0]
+	for _, x := range p[1:] {
+		out += "; " + x
+	}
+	return out
+}
+
+func (g *Gateway) logResult(r *Result) {
+	v := r.Verdict
+	attrs := []any{"msg", v.ID, "decision", r.Decision, "effect", r.Effect, "rule", v.Rule, "client", v.Client,
+		"subject", v.Subject, "from", v.From}
+	if v.Device != "" {
+		attrs = append(attrs, "device", v.Device)
+	}
+	if v.Key != "" {
+		attrs = append(attrs, "key", v.Key)
+	}
+	if o := r.Outcome; o != nil {
+		if o.Incident != nil {
+			attrs = append(attrs, "incident", o.Incident.ID)
+		}
+		if len(o.Jobs) > 0 {
+			attrs = append(attrs, "jobs", len(o.Jobs))
+		}
+		if o.Detail != "" {
+			attrs = append(attrs, "detail", o.Detail)
+		}
+	}
+	g.log.Info("decision", attrs...)
+	if g.metrics != nil {
+		g.metrics.Decisions.WithLabelValues(r.Decision, r.Effect).Inc()
+	}
+}
+
+func (g *Gateway) timerLoop(ctx context.Context) {
+	for {
+		if _, err := g.FireTimers(g.now()); err != nil {
+			g.log.Error("timers failed; will retry", "err", err)
+		}
+		var next time.Time
+		var ok bool
+		_ = g.db.View(func(tx *store.Tx) error { next, ok = tx.NextTimer(); return nil })
+		wait := time.Minute
+		if ok {
+			if d := next.Sub(g.now()); d < wait {
+				wait = d
+			}
+		}
+		if wait < 0 {
+			wait = 0
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-g.timerWake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// FireTimers handles every timer due at now (hold-downs ending, expected
+// mail overdue) and returns the outcomes.
+func (g *Gateway) FireTimers(now time.Time) ([]*incident.Outcome, error) {
+	s := g.Snapshot()
+	eng := g.Engine(s)
+	var outs []*incident.Outcome
+	err := g.db.Update(func(tx *store.Tx) error {
+		outs = outs[:0]
+		var err error
+		outs, err = FireDue(tx, eng, now)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	jobs := false
+	for _, o := range outs {
+		attrs := []any{"decision", o.Decision, "effect", o.Effect, "detail", o.Detail}
+		if o.Incident != nil {
+			attrs = append(attrs, "incident", o.Incident.ID, "key", o.Incident.Key, "client", o.Incident.Client)
+		}
+		g.log.Info("timer", attrs...)
+		if g.metrics != nil {
+			g.metrics.Decisions.WithLabelValues(o.Decision, o.Effect).Inc()
+		}
+		if len(o.Jobs) > 0 {
+			jobs = true
+		}
+	}
+	if jobs {
+		g.onJobs()
+	}
+	return outs, nil
+}
+
+// FireDue handles the timers due at now inside tx and audits them.
+func FireDue(tx *store.Tx, eng *incident.Engine, now time.Time) ([]*incident.Outcome, error) {
+	var outs []*incident.Outcome
+	for _, tm := range tx.DueTimers(now) {
+		o, err := eng.Fire(tx, tm, now)
+		if err != nil {
+			return nil, err
+		}
+		if o == nil {
+			continue
+		}
+		outs = append(outs, o)
+		e := &store.AuditEntry{Time: now, Decision: o.Decision, Effect: o.Effect, Detail: "timer: " + o.Detail}
+		if o.Incident != nil {
+			e.Incident, e.Key, e.Client, e.Device, e.Rule, e.Subject = o.Incident.ID, o.Incident.Key,
+				o.Incident.Client, o.Incident.Device, o.Incident.Rule, o.Incident.Summary
+		}
+		if err := tx.AddAudit(e); err != nil {
+			return nil, err
+		}
+	}
+	return outs, nil
+}
+
+// ErrClosed is returned after shutdown.
+var ErrClosed = errors.New("gateway closed")
+
+// ClientOf is a helper for callers outside the package.
+func ClientOf(s *Snapshot, rcpts []string, from string) string {
+	return route.ClientName(s.Router.ByEnvelope(rcpts, from))
+}

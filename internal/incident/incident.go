@@ -1,0 +1,541 @@
+// Package incident keeps one ticket per ongoing problem. Messages that the
+// rules turned into ticket, note or close decisions are correlated by their
+// key; the engine opens, notes, holds down (flap damping), reopens and closes
+// incidents, watches for expected mail that stops arriving, and emits the
+// provider-neutral PSA jobs into the outbox.
+//
+// Every change happens inside the caller's store transaction, together with
+// the removal of the message from the spool, so a crash leaves either the
+// message still spooled or its full effect recorded, never half of it.
+package incident
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"psagate/internal/message"
+	"psagate/internal/psa"
+	"psagate/internal/route"
+	"psagate/internal/sanitize"
+	"psagate/internal/store"
+)
+
+// Actions the engine handles (drop and reject never reach it).
+const (
+	ActionTicket = "ticket"
+	ActionNote   = "note"
+	ActionClose  = "close"
+)
+
+// Repeat policies of a ticket rule.
+const (
+	RepeatNote   = "note"
+	RepeatIgnore = "ignore"
+	RepeatNew    = "new"
+)
+
+// Effects say what a decision did, for the audit trail and `try`.
+const (
+	EffectOpened    = "opened"
+	EffectHeld      = "held" // hold-down started: no ticket yet
+	EffectHeldAgain = "held-repeat"
+	EffectNoted     = "noted"
+	EffectIgnored   = "ignored"
+	EffectNew       = "new-ticket"
+	EffectReopened  = "reopened"
+	EffectClosed    = "closed"
+	EffectCancelled = "cancelled" // recovery inside the hold-down: no ticket was made
+	EffectNoop      = "no-op"     // nothing open for the key
+	EffectKeptOpen  = "noted-not-closed"
+)
+
+// Event is one decided message, as the incident engine needs it.
+type Event struct {
+	MessageID   string
+	At          time.Time
+	Action      string
+	Rule        string
+	Client      string
+	Device      string
+	Check       string
+	Key         string
+	Summary     string
+	Description string
+	NoteText    string // the note a repeat, a note action or a close adds
+	Repeat      string
+	Delay       time.Duration
+	Reopen      time.Duration
+	Expect      time.Duration
+	Attach      bool
+	Attachments []message.Attachment
+	Overrides   map[string]string
+}
+
+// Outcome is what the engine did with an event or a timer.
+type Outcome struct {
+	Decision string // ticket, note or close, in DESIGN words, after correlation
+	Effect   string
+	Incident *store.Incident
+	Jobs     []*store.Job
+	Detail   string
+}
+
+// Engine applies events to the incident state.
+type Engine struct {
+	Router   *route.Router
+	Instance string // the database's instance id, part of every external reference
+}
+
+// heldTicket is what a hold-down opens when it ends.
+type heldTicket struct {
+	Summary     string            `json:"summary"`
+	Description string            `json:"description"`
+	Overrides   map[string]string `json:"overrides,omitempty"`
+	MessageID   string            `json:"message_id,omitempty"`
+}
+
+// Apply handles one event inside tx.
+func (e *Engine) Apply(tx *store.Tx, ev *Event) (*Outcome, error) {
+	cur, err := tx.IncidentByKey(ev.Key)
+	if err != nil {
+		return nil, err
+	}
+	var out *Outcome
+	switch ev.Action {
+	case ActionTicket:
+		out, err = e.ticket(tx, ev, cur)
+	case ActionNote:
+		out, err = e.note(tx, ev, cur)
+	case ActionClose:
+		out, err = e.close(tx, ev, cur)
+	default:
+		return nil, fmt.Errorf("incident: action %q is not handled here", ev.Action)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if ev.Expect > 0 {
+		extra, err := e.sawExpected(tx, ev)
+		if err != nil {
+			return nil, err
+		}
+		if extra != "" {
+			out.Detail = strings.TrimSpace(out.Detail + "; " + extra)
+		}
+		// A close of the absence incident is part of this message's effect.
+	}
+	return out, nil
+}
+
+func (e *Engine) ticket(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, error) {
+	if cur != nil && cur.Active() {
+		cur.LastSeen, cur.LastMessage = ev.At, ev.MessageID
+		cur.Count++
+		if cur.State == store.StatePending {
+			if err := tx.PutIncident(cur); err != nil {
+				return nil, err
+			}
+			return &Outcome{Decision: ActionTicket, Effect: EffectHeldAgain, Incident: cur,
+				Detail: fmt.Sprintf("still in hold-down until %s (%d alerts)", cur.DueAt.UTC().Format(time.RFC3339), cur.Count)}, nil
+		}
+		switch ev.Repeat {
+		case RepeatIgnore:
+			cur.Ignored++
+			if err := tx.PutIncident(cur); err != nil {
+				return nil, err
+			}
+			return &Outcome{Decision: ActionNote, Effect: EffectIgnored, Incident: cur,
+				Detail: fmt.Sprintf("repeat counted only (%d alerts)", cur.Count)}, nil
+		case RepeatNew:
+			// The earlier incident stays as it is in the PSA; the key now
+			// follows the new one, so a recovery closes the newest ticket.
+			cur.State = "superseded"
+			if err := tx.PutIncident(cur); err != nil {
+				return nil, err
+			}
+			out, err := e.open(tx, ev, nil)
+			if err != nil {
+				return nil, err
+			}
+			out.Effect = EffectNew
+			return out, nil
+		default:
+			cur.Notes++
+			var jobs []*store.Job
+			if !cur.NoPSA {
+				j := e.job(ev, cur, store.OpNote)
+				j.NoteText = ev.NoteText
+				j.NoteTitle = "Repeat alert"
+				j.NoteKind = psa.NoteDiscussion
+				if err := tx.AddJob(j); err != nil {
+					return nil, err
+				}
+				jobs = append(jobs, j)
+				aj, err := e.attachJobs(tx, ev, cur)
+				if err != nil {
+					return nil, err
+				}
+				jobs = append(jobs, aj...)
+			}
+			if err := tx.PutIncident(cur); err != nil {
+				return nil, err
+			}
+			return &Outcome{Decision: ActionNote, Effect: EffectNoted, Incident: cur, Jobs: jobs,
+				Detail: fmt.Sprintf("repeat %d of incident %d", cur.Count, cur.ID)}, nil
+		}
+	}
+	// Recurrence of a closed problem inside the reopen window: reopen its ticket.
+	if cur != nil && cur.State == store.StateClosed && ev.Reopen > 0 && !cur.ClosedAt.IsZero() &&
+		ev.At.Sub(cur.ClosedAt) <= ev.Reopen && !cur.NoPSA {
+		cur.State = store.StateOpen
+		cur.Reopened++
+		cur.Count++
+		cur.LastSeen, cur.LastMessage = ev.At, ev.MessageID
+		cur.ClosedAt = time.Time{}
+		j := e.job(ev, cur, store.OpReopen)
+		j.NoteText = ev.NoteText
+		j.NoteTitle = "Problem returned"
+		j.NoteKind = psa.NoteDiscussion
+		if err := tx.AddJob(j); err != nil {
+			return nil, err
+		}
+		if err := tx.PutIncident(cur); err != nil {
+			return nil, err
+		}
+		return &Outcome{Decision: ActionTicket, Effect: EffectReopened, Incident: cur, Jobs: []*store.Job{j},
+			Detail: fmt.Sprintf("recurred within the reopen window of %s", ev.Reopen)}, nil
+	}
+	return e.open(tx, ev, nil)
+}
+
+// open starts a new incident for ev: at once, or after a hold-down.
+func (e *Engine) open(tx *store.Tx, ev *Event, absence *store.Incident) (*Outcome, error) {
+	id, err := tx.NewIncidentID()
+	if err != nil {
+		return nil, err
+	}
+	inc := &store.Incident{
+		ID:          id,
+		Key:         ev.Key,
+		Client:      ev.Client,
+		Device:      ev.Device,
+		Check:       ev.Check,
+		Rule:        ev.Rule,
+		Summary:     ev.Summary,
+		ExternalRef: e.ExternalRef(id, ev.Key),
+		FirstSeen:   ev.At,
+		LastSeen:    ev.At,
+		Count:       1,
+		LastMessage: ev.MessageID,
+		NoPSA:       !e.Router.Enabled(ev.Client),
+		Absence:     absence != nil,
+	}
+	inc.Provider = e.Router.Effective(ev.Client, ev.Device, ev.Overrides).Provider()
+	if ev.Delay > 0 {
+		inc.State = store.StatePending
+		inc.DueAt = ev.At.Add(ev.Delay)
+		held, err := json.Marshal(heldTicket{Summary: ev.Summary, Description: ev.Description, Overrides: ev.Overrides, MessageID: ev.MessageID})
+		if err != nil {
+			return nil, err
+		}
+		inc.Held = held
+		if err := tx.AddTimer(store.Timer{At: inc.DueAt, Kind: "holddown", Ref: fmt.Sprint(id)}); err != nil {
+			return nil, err
+		}
+		if err := tx.PutIncident(inc); err != nil {
+			return nil, err
+		}
+		return &Outcome{Decision: ActionTicket, Effect: EffectHeld, Incident: inc,
+			Detail: fmt.Sprintf("hold-down: a ticket opens at %s unless a recovery arrives first", inc.DueAt.UTC().Format(time.RFC3339))}, nil
+	}
+	inc.State = store.StateOpen
+	inc.OpenedAt = ev.At
+	jobs, err := e.createJobs(tx, ev, inc, ev.Summary, ev.Description)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.PutIncident(inc); err != nil {
+		return nil, err
+	}
+	detail := ""
+	if inc.NoPSA {
+		detail = "client disabled: recorded, no PSA call"
+	}
+	return &Outcome{Decision: ActionTicket, Effect: EffectOpened, Incident: inc, Jobs: jobs, Detail: detail}, nil
+}
+
+func (e *Engine) createJobs(tx *store.Tx, ev *Event, inc *store.Incident, summary, description string) ([]*store.Job, error) {
+	if inc.NoPSA {
+		return nil, nil
+	}
+	j := e.job(ev, inc, store.OpCreate)
+	j.Summary = summary
+	j.Description = description
+	j.ExternalRef = inc.ExternalRef
+	if err := tx.AddJob(j); err != nil {
+		return nil, err
+	}
+	jobs := []*store.Job{j}
+	aj, err := e.attachJobs(tx, ev, inc)
+	if err != nil {
+		return nil, err
+	}
+	return append(jobs, aj...), nil
+}
+
+func (e *Engine) attachJobs(tx *store.Tx, ev *Event, inc *store.Incident) ([]*store.Job, error) {
+	if !ev.Attach || inc.NoPSA {
+		return nil, nil
+	}
+	var jobs []*store.Job
+	for _, a := range ev.Attachments {
+		j := e.job(ev, inc, store.OpAttach)
+		j.AttachName, j.AttachType, j.AttachData = a.Name, a.ContentType, a.Data
+		if err := tx.AddJob(j); err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, nil
+}
+
+func (e *Engine) note(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, error) {
+	if cur == nil || !cur.Active() {
+		return &Outcome{Decision: ActionNote, Effect: EffectNoop, Detail: "no open incident for key " + ev.Key}, nil
+	}
+	cur.LastSeen, cur.LastMessage = ev.At, ev.MessageID
+	cur.Count++
+	var jobs []*store.Job
+	if cur.State == store.StateOpen && !cur.NoPSA {
+		cur.Notes++
+		j := e.job(ev, cur, store.OpNote)
+		j.NoteText, j.NoteTitle, j.NoteKind = ev.NoteText, "Update", psa.NoteDiscussion
+		if err := tx.AddJob(j); err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+		aj, err := e.attachJobs(tx, ev, cur)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, aj...)
+	}
+	if err := tx.PutIncident(cur); err != nil {
+		return nil, err
+	}
+	return &Outcome{Decision: ActionNote, Effect: EffectNoted, Incident: cur, Jobs: jobs}, nil
+}
+
+func (e *Engine) close(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, error) {
+	if cur == nil || !cur.Active() {
+		return &Outcome{Decision: ActionClose, Effect: EffectNoop, Detail: "nothing open for key " + ev.Key}, nil
+	}
+	cur.LastSeen, cur.LastMessage = ev.At, ev.MessageID
+	if cur.State == store.StatePending {
+		cur.State = store.StateCancelled
+		cur.ClosedAt = ev.At
+		if err := tx.DeleteTimer(store.Timer{At: cur.DueAt, Kind: "holddown", Ref: fmt.Sprint(cur.ID)}); err != nil {
+			return nil, err
+		}
+		if err := tx.PutIncident(cur); err != nil {
+			return nil, err
+		}
+		return &Outcome{Decision: ActionClose, Effect: EffectCancelled, Incident: cur,
+			Detail: fmt.Sprintf("recovered %s after the first alert, inside the hold-down: no ticket", ev.At.Sub(cur.FirstSeen).Round(time.Second))}, nil
+	}
+	settings := e.Router.Effective(cur.Client, cur.Device, ev.Overrides)
+	if !settings.Bool("auto_close", true) {
+		var jobs []*store.Job
+		if !cur.NoPSA {
+			j := e.job(ev, cur, store.OpNote)
+			j.NoteText = "Recovery received (automatic closing is off for this client):\n\n" + ev.NoteText
+			j.NoteTitle, j.NoteKind = "Recovery received", psa.NoteDiscussion
+			if err := tx.AddJob(j); err != nil {
+				return nil, err
+			}
+			jobs = append(jobs, j)
+		}
+		cur.Notes++
+		if err := tx.PutIncident(cur); err != nil {
+			return nil, err
+		}
+		return &Outcome{Decision: ActionClose, Effect: EffectKeptOpen, Incident: cur, Jobs: jobs,
+			Detail: "auto_close = false: the recovery was added as a note"}, nil
+	}
+	cur.State = store.StateClosed
+	cur.ClosedAt = ev.At
+	var jobs []*store.Job
+	if !cur.NoPSA {
+		j := e.job(ev, cur, store.OpClose)
+		j.NoteText, j.NoteTitle, j.NoteKind = ev.NoteText, "Resolved", psa.NoteResolution
+		if err := tx.AddJob(j); err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+	}
+	if err := tx.PutIncident(cur); err != nil {
+		return nil, err
+	}
+	return &Outcome{Decision: ActionClose, Effect: EffectClosed, Incident: cur, Jobs: jobs}, nil
+}
+
+// job starts a job for inc.
+func (e *Engine) job(ev *Event, inc *store.Incident, op string) *store.Job {
+	return &store.Job{
+		Incident:  inc.ID,
+		Op:        op,
+		Key:       inc.Key,
+		Client:    inc.Client,
+		Device:    inc.Device,
+		Overrides: ev.Overrides,
+		MessageID: ev.MessageID,
+		Created:   ev.At,
+	}
+}
+
+// ExternalRef is the incident's reference in the PSA: unique across
+// psagate instances (the database instance id) and incidents (the id) in its
+// first characters, so a PSA field limit that cuts the key keeps it unique.
+func (e *Engine) ExternalRef(id uint64, key string) string {
+	return fmt.Sprintf("psagate:%s-%d:%s", e.Instance, id, sanitize.Line(key))
+}
+
+// expectRecord tracks one expected mail stream (rule × client × device).
+type expectRecord struct {
+	Rule      string            `json:"rule"`
+	Client    string            `json:"client"`
+	Device    string            `json:"device,omitempty"`
+	Check     string            `json:"check,omitempty"`
+	Interval  time.Duration     `json:"interval"`
+	Last      time.Time         `json:"last"`
+	Key       string            `json:"key"`     // the absence incident's key
+	Subject   string            `json:"subject"` // of the last expected mail, for the summary
+	Overrides map[string]string `json:"overrides,omitempty"`
+}
+
+func expectKey(rule, client, device string) string {
+	return rule + "\x00" + client + "\x00" + device
+}
+
+// sawExpected records that an expected mail arrived: it closes an open
+// absence incident and schedules the next deadline.
+func (e *Engine) sawExpected(tx *store.Tx, ev *Event) (string, error) {
+	k := expectKey(ev.Rule, ev.Client, ev.Device)
+	var rec expectRecord
+	found, err := tx.GetExpect(k, &rec)
+	if err != nil {
+		return "", err
+	}
+	if found {
+		if err := tx.DeleteTimer(store.Timer{At: rec.Last.Add(rec.Interval), Kind: "expect", Ref: k}); err != nil {
+			return "", err
+		}
+	}
+	check := ev.Check
+	if check == "" {
+		check = ev.Rule
+	}
+	rec = expectRecord{Rule: ev.Rule, Client: ev.Client, Device: ev.Device, Check: check, Interval: ev.Expect, Last: ev.At,
+		Key: absenceKey(ev.Client, ev.Device, check), Subject: ev.Summary, Overrides: ev.Overrides}
+	if err := tx.PutExpect(k, rec); err != nil {
+		return "", err
+	}
+	if err := tx.AddTimer(store.Timer{At: ev.At.Add(ev.Expect), Kind: "expect", Ref: k}); err != nil {
+		return "", err
+	}
+	cur, err := tx.IncidentByKey(rec.Key)
+	if err != nil || cur == nil || !cur.Active() || !cur.Absence {
+		return "", err
+	}
+	cur.State, cur.ClosedAt, cur.LastSeen, cur.LastMessage = store.StateClosed, ev.At, ev.At, ev.MessageID
+	if !cur.NoPSA {
+		j := e.job(ev, cur, store.OpClose)
+		j.NoteText = fmt.Sprintf("The expected mail arrived again at %s:\n%s", ev.At.UTC().Format(time.RFC3339), ev.Summary)
+		j.NoteTitle, j.NoteKind = "Expected mail arrived", psa.NoteResolution
+		if err := tx.AddJob(j); err != nil {
+			return "", err
+		}
+	}
+	if err := tx.PutIncident(cur); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("closed absence incident %d", cur.ID), nil
+}
+
+func absenceKey(client, device, check string) string {
+	return route.ClientName(client) + "/" + device + "/" + check + "/absent"
+}
+
+// Fire handles a due timer.
+func (e *Engine) Fire(tx *store.Tx, tm store.Timer, now time.Time) (*Outcome, error) {
+	if err := tx.DeleteTimer(tm); err != nil {
+		return nil, err
+	}
+	switch tm.Kind {
+	case "holddown":
+		var id uint64
+		if _, err := fmt.Sscan(tm.Ref, &id); err != nil {
+			return nil, nil
+		}
+		inc, err := tx.Incident(id)
+		if err != nil || inc == nil || inc.State != store.StatePending {
+			return nil, err // recovered (cancelled) or gone: nothing to do
+		}
+		var held heldTicket
+		if err := json.Unmarshal(inc.Held, &held); err != nil {
+			return nil, fmt.Errorf("incident %d: held ticket: %w", id, err)
+		}
+		inc.State, inc.OpenedAt, inc.Held = store.StateOpen, now, nil
+		inc.NoPSA = !e.Router.Enabled(inc.Client)
+		desc := held.Description
+		if inc.Count > 1 {
+			desc += fmt.Sprintf("\n\n(%d alerts for this problem arrived during the hold-down, the first at %s.)",
+				inc.Count, inc.FirstSeen.UTC().Format(time.RFC3339))
+		}
+		ev := &Event{MessageID: held.MessageID, At: now, Overrides: held.Overrides}
+		jobs, err := e.createJobs(tx, ev, inc, held.Summary, desc)
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.PutIncident(inc); err != nil {
+			return nil, err
+		}
+		return &Outcome{Decision: ActionTicket, Effect: EffectOpened, Incident: inc, Jobs: jobs,
+			Detail: fmt.Sprintf("hold-down ended without a recovery (first alert %s)", inc.FirstSeen.UTC().Format(time.RFC3339))}, nil
+	case "expect":
+		var rec expectRecord
+		found, err := tx.GetExpect(tm.Ref, &rec)
+		if err != nil || !found {
+			return nil, err
+		}
+		if now.Before(rec.Last.Add(rec.Interval)) {
+			return nil, nil // a newer mail moved the deadline
+		}
+		if cur, err := tx.IncidentByKey(rec.Key); err != nil {
+			return nil, err
+		} else if cur != nil && cur.Active() {
+			return nil, nil
+		}
+		dev := rec.Device
+		if dev == "" {
+			dev = route.ClientName(rec.Client)
+		}
+		summary := fmt.Sprintf("%s: no %q mail since %s (expected every %s)", dev, rec.Check,
+			rec.Last.UTC().Format("2006-01-02 15:04 MST"), rec.Interval)
+		desc := fmt.Sprintf("psagate expected a mail matching rule %q from %s at least every %s.\n"+
+			"The last one arrived at %s:\n  %s\n\nNothing has arrived since. The device may be down or unable to send mail.\n"+
+			"This ticket closes itself when the expected mail arrives again.",
+			rec.Rule, dev, rec.Interval, rec.Last.UTC().Format(time.RFC3339), rec.Subject)
+		ev := &Event{At: now, Action: ActionTicket, Rule: rec.Rule, Client: rec.Client, Device: rec.Device,
+			Check: rec.Check + "/absent", Key: rec.Key, Summary: summary, Description: desc, Overrides: rec.Overrides}
+		out, err := e.open(tx, ev, &store.Incident{})
+		if err != nil {
+			return nil, err
+		}
+		out.Detail = "expected mail overdue"
+		return out, nil
+	}
+	return nil, nil
+}

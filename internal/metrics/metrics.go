@@ -1,0 +1,149 @@
+// Package metrics holds psagate's Prometheus collectors. Label values are
+// bounded: rule names (from the admin's files), providers, operations and
+// fixed outcome words, never subjects, senders or devices.
+package metrics
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics is the set of collectors of one gateway.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	SessionsActive        prometheus.Gauge
+	MessagesReceived      *prometheus.CounterVec // outcome
+	MessagesDropped       *prometheus.CounterVec // rule
+	RuleMatches           *prometheus.CounterVec // rule, action
+	Decisions             *prometheus.CounterVec // decision, effect
+	Tickets               *prometheus.CounterVec // provider, op, result
+	PSADuration           *prometheus.HistogramVec
+	ProviderPaused        *prometheus.GaugeVec // provider
+	RulesLoaded           prometheus.Gauge
+	ConfigReloadSuccess   prometheus.Gauge
+	ConfigReloadTimestamp prometheus.Gauge
+	LastMessageReceived   prometheus.Gauge
+	SMTPRefused           *prometheus.CounterVec // reason
+}
+
+// StateCounts feeds the gauges read from the database on each scrape.
+type StateCounts struct {
+	Spool, Outbox, Dead, OpenIncidents, Quarantine int
+}
+
+// New creates and registers every collector. counts is called on scrape
+// (at most once a second) for the state gauges; it may be nil.
+func New(counts func() (StateCounts, error)) *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		SessionsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "psagate_smtp_sessions_active", Help: "SMTP sessions currently open.",
+		}),
+		MessagesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "psagate_messages_received_total",
+			Help: "Messages received over SMTP, by outcome (queued, dropped, rejected, duplicate, error).",
+		}, []string{"outcome"}),
+		MessagesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "psagate_messages_dropped_total", Help: "Messages dropped by a rule.",
+		}, []string{"rule"}),
+		RuleMatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "psagate_rule_matches_total", Help: "Messages decided by each rule (audit-mode matches have action=\"audit\").",
+		}, []string{"rule", "action"}),
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "psagate_decisions_total", Help: "Incident decisions after correlation, by decision and effect.",
+		}, []string{"decision", "effect"}),
+		Tickets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "psagate_tickets_total",
+			Help: "PSA operations by provider, op (create, note, attach, close, reopen) and result (success, transient_error, permanent_error, auth_error).",
+		}, []string{"provider", "op", "result"}),
+		PSADuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "psagate_psa_request_duration_seconds",
+			Help:    "Time taken by one PSA operation (all its HTTP requests), by provider and op.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"provider", "op"}),
+		ProviderPaused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "psagate_provider_paused", Help: "1 while a provider is paused after an authentication failure.",
+		}, []string{"provider"}),
+		RulesLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "psagate_rules_loaded", Help: "Rules in the active rule set.",
+		}),
+		ConfigReloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "psagate_config_reload_success", Help: "1 if the last config/rules reload succeeded, 0 if it failed (the previous set stays active).",
+		}),
+		ConfigReloadTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "psagate_config_reload_timestamp_seconds", Help: "Unix time of the last successful config/rules load.",
+		}),
+		LastMessageReceived: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "psagate_last_message_received_timestamp_seconds", Help: "Unix time of the last message accepted over SMTP.",
+		}),
+		SMTPRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "psagate_smtp_refused_total",
+			Help: "SMTP connections and commands refused, by reason (network, relay, size, recipients, auth, tls, busy, bare_lf, protocol).",
+		}, []string{"reason"}),
+	}
+	r.MustRegister(m.SessionsActive, m.MessagesReceived, m.MessagesDropped, m.RuleMatches, m.Decisions,
+		m.Tickets, m.PSADuration, m.ProviderPaused, m.RulesLoaded, m.ConfigReloadSuccess,
+		m.ConfigReloadTimestamp, m.LastMessageReceived, m.SMTPRefused)
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if counts != nil {
+		r.MustRegister(&stateCollector{counts: counts})
+	}
+	// Pre-create the common series so dashboards and alerts see zeros, not gaps.
+	for _, o := range []string{"queued", "dropped", "rejected", "duplicate", "error"} {
+		m.MessagesReceived.WithLabelValues(o)
+	}
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+var (
+	descOutbox    = prometheus.NewDesc("psagate_outbox_jobs", "PSA jobs waiting in the outbox.", nil, nil)
+	descDead      = prometheus.NewDesc("psagate_dead_jobs", "PSA jobs that failed for good (see `psagate queue list`).", nil, nil)
+	descIncidents = prometheus.NewDesc("psagate_incidents_open", "Incidents pending (hold-down) or open.", nil, nil)
+	descSpool     = prometheus.NewDesc("psagate_spool_messages", "Accepted messages not yet processed.", nil, nil)
+	descQuar      = prometheus.NewDesc("psagate_quarantine_messages", "Messages kept in quarantine.", nil, nil)
+)
+
+// stateCollector reads the database counts on scrape, cached for a second
+// so that several scrapers do not each walk the buckets.
+type stateCollector struct {
+	counts func() (StateCounts, error)
+	mu     sync.Mutex
+	last   time.Time
+	cached StateCounts
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descOutbox
+	ch <- descDead
+	ch <- descIncidents
+	ch <- descSpool
+	ch <- descQuar
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	if time.Since(c.last) > time.Second {
+		if s, err := c.counts(); err == nil {
+			c.cached, c.last = s, time.Now()
+		}
+	}
+	s := c.cached
+	c.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(s.Outbox))
+	ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(s.Dead))
+	ch <- prometheus.MustNewConstMetric(descIncidents, prometheus.GaugeValue, float64(s.OpenIncidents))
+	ch <- prometheus.MustNewConstMetric(descSpool, prometheus.GaugeValue, float64(s.Spool))
+	ch <- prometheus.MustNewConstMetric(descQuar, prometheus.GaugeValue, float64(s.Quarantine))
+}

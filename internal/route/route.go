@@ -1,0 +1,178 @@
+// Package route decides which client a message belongs to and resolves the
+// effective PSA settings of a ticket, key by key: organisation defaults,
+// then the client's overrides, then the device's (vault/appliance level),
+// then the deciding rule's. Removing an override returns the key to the
+// value of the level above ("reset to defaults").
+package route
+
+import (
+	"maps"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"psagate/internal/config"
+	"psagate/internal/psa"
+)
+
+// DefaultClient is the client name of messages that match no [[client]].
+const DefaultClient = "default"
+
+// Router resolves clients and settings for one config.
+type Router struct {
+	cfg *config.Config
+}
+
+// New returns a Router over cfg.
+func New(cfg *config.Config) *Router { return &Router{cfg: cfg} }
+
+// ByEnvelope finds the client of a message from its recipients (in RCPT
+// order) and then its senders (envelope and header). It returns "" when
+// none matches; the rules may still name a device that does.
+func (r *Router) ByEnvelope(rcpts []string, senders ...string) string {
+	for _, rc := range rcpts {
+		rc = strings.ToLower(strings.TrimSpace(rc))
+		for _, c := range r.cfg.Clients {
+			if slices.Contains(c.Recipients, rc) {
+				return c.Name
+			}
+		}
+	}
+	for _, s := range senders {
+		s = strings.ToLower(strings.TrimSpace(s))
+		if s == "" {
+			continue
+		}
+		for _, c := range r.cfg.Clients {
+			for _, want := range c.Senders {
+				if matchSender(want, s) {
+					return c.Name
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func matchSender(want, addr string) bool {
+	if strings.HasPrefix(want, "@") {
+		return strings.HasSuffix(addr, want)
+	}
+	return want == addr
+}
+
+// ByDevice finds the client whose `devices` globs match device.
+func (r *Router) ByDevice(device string) string {
+	if device == "" {
+		return ""
+	}
+	for _, c := range r.cfg.Clients {
+		for _, g := range c.Devices {
+			if globFold(g, device) {
+				return c.Name
+			}
+		}
+		for _, d := range c.Device {
+			if globFold(d.Name, device) {
+				return c.Name
+			}
+		}
+	}
+	return ""
+}
+
+func globFold(pattern, name string) bool {
+	ok, err := filepath.Match(strings.ToLower(pattern), strings.ToLower(name))
+	return err == nil && ok
+}
+
+// Enabled reports whether tickets may be made for client. Unknown clients
+// (and the default) follow the organisation.
+func (r *Router) Enabled(client string) bool {
+	if c := r.cfg.Client(client); c != nil {
+		return c.Enabled
+	}
+	return true
+}
+
+// Origin says where an effective value came from.
+type Origin struct {
+	Key   string
+	Value string // redacted for secrets
+	From  string // "org", "client acme", "device ACME-VAULT-01", "rule NAME", "default"
+}
+
+// Effective returns the settings for a ticket of client about device, with
+// the deciding rule's overrides on top.
+func (r *Router) Effective(client, device string, overrides map[string]string) psa.Settings {
+	s, _ := r.resolve(client, device, overrides, "")
+	return s
+}
+
+// Trace returns every effective key of the selected provider and the
+// general keys, with where each came from, in key order. Secrets are redacted.
+func (r *Router) Trace(client, device string, overrides map[string]string, rule string) []Origin {
+	s, from := r.resolve(client, device, overrides, rule)
+	prov := s.Provider()
+	var out []Origin
+	for _, k := range slices.Sorted(maps.Keys(s)) {
+		if p, _, ok := strings.Cut(k, "."); ok && p != prov {
+			continue
+		}
+		v := s[k]
+		if psa.IsSecretKey(k) && v != "" {
+			v = "[redacted]"
+		}
+		out = append(out, Origin{Key: k, Value: v, From: from[k]})
+	}
+	return out
+}
+
+func (r *Router) resolve(client, device string, overrides map[string]string, rule string) (psa.Settings, map[string]string) {
+	s := psa.Settings{}
+	from := map[string]string{}
+	apply := func(layer psa.Settings, label string) {
+		for k, v := range layer {
+			s[k] = v
+			from[k] = label
+		}
+	}
+	apply(r.cfg.PSA, "org")
+	if c := r.cfg.Client(client); c != nil {
+		apply(c.PSA, "client "+c.Name)
+		if d := deviceOf(c, device); d != nil {
+			apply(d.PSA, "device "+d.Name)
+		}
+	}
+	label := "rule"
+	if rule != "" {
+		label = "rule " + rule
+	}
+	apply(overrides, label)
+	return s, from
+}
+
+func deviceOf(c *config.Client, device string) *config.Device {
+	if device == "" {
+		return nil
+	}
+	for _, d := range c.Device {
+		if strings.EqualFold(d.Name, device) {
+			return d
+		}
+	}
+	for _, d := range c.Device {
+		if globFold(d.Name, device) {
+			return d
+		}
+	}
+	return nil
+}
+
+// ClientName maps "" to DefaultClient.
+func ClientName(c string) string {
+	if c == "" {
+		return DefaultClient
+	}
+	return c
+}

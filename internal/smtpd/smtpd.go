@@ -1,0 +1,644 @@
+// Package smtpd is psagate's SMTP server, built on emersion/go-smtp: the
+// Backend and Session that apply the listener's limits (networks, session
+// caps, sizes, recipients, timeouts), AUTH PLAIN/LOGIN, STARTTLS, the
+// recipient-domain allowlist (psagate is never an open relay) and the
+// bare-LF policy, and hand each complete message to a Handler.
+//
+// Reply texts are written for the human who reads an appliance's mail log:
+// they say what was wrong and, where it helps, what to change.
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+
+	"psagate/internal/config"
+	"psagate/internal/message"
+	"psagate/internal/metrics"
+)
+
+// Reply is the answer to a complete message.
+type Reply struct {
+	Code     int
+	Enhanced [3]int
+	Text     string
+}
+
+// Handler decides and stores one message. It is called while the DATA
+// command is open; its reply is sent as the answer to DATA.
+type Handler func(ctx context.Context, raw []byte, env message.Envelope) Reply
+
+// Server is a running SMTP listener.
+type Server struct {
+	cfg     config.SMTP
+	handler Handler
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	smtp    *gosmtp.Server
+	tls     *tls.Config
+
+	mu        sync.Mutex
+	total     int
+	perIP     map[netip.Addr]int
+	authFails map[netip.Addr]*authFail
+	ln        net.Listener
+	closed    bool
+	now       func() time.Time
+}
+
+type authFail struct {
+	count int
+	until time.Time
+}
+
+// New builds a server for cfg. It does not listen yet.
+func New(cfg config.SMTP, h Handler, m *metrics.Metrics, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{cfg: cfg, handler: h, metrics: m, log: log, perIP: map[netip.Addr]int{},
+		authFails: map[netip.Addr]*authFail{}, now: time.Now}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("smtp.tls_cert/tls_key: %w", err)
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	srv := gosmtp.NewServer(&backend{s: s})
+	srv.Domain = cfg.Hostname
+	srv.MaxMessageBytes = cfg.MaxMessageBytes
+	srv.MaxRecipients = cfg.MaxRecipients
+	srv.MaxLineLength = cfg.MaxLineLength
+	srv.ReadTimeout = cfg.ReadTimeout.D()
+	srv.WriteTimeout = cfg.WriteTimeout.D()
+	srv.TLSConfig = s.tls
+	// The session decides who may authenticate (TLS or loopback), so the
+	// library must not refuse before asking it.
+	srv.AllowInsecureAuth = true
+	srv.ErrorLog = slogLogger{log}
+	s.smtp = srv
+	return s, nil
+}
+
+type slogLogger struct{ l *slog.Logger }
+
+func (l slogLogger) Printf(format string, v ...any) {
+	l.l.Debug("smtp", "detail", fmt.Sprintf(format, v...))
+}
+func (l slogLogger) Println(v ...any) { l.l.Debug("smtp", "detail", fmt.Sprint(v...)) }
+
+// Listen opens the configured address.
+func (s *Server) Listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("smtp.listen %s: %w", s.cfg.Listen, err)
+	}
+	return ln, nil
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	gl := &guardListener{Listener: ln, s: s}
+	s.mu.Lock()
+	s.ln = gl
+	s.mu.Unlock()
+	err := s.smtp.Serve(gl)
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, lets sessions in progress finish until ctx
+// ends, then closes the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	err := s.smtp.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		s.smtp.Close()
+	}
+	if errors.Is(err, gosmtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// refuse counts a refusal by reason.
+func (s *Server) refuse(reason string) {
+	if s.metrics != nil {
+		s.metrics.SMTPRefused.WithLabelValues(reason).Inc()
+	}
+}
+
+// guardListener applies the connection-level rules before go-smtp sees a
+// connection: allowed networks, total and per-IP caps, and the pause after
+// repeated AUTH failures.
+type guardListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l *guardListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := addrOf(c.RemoteAddr())
+		code, msg, reason := l.s.admit(ip)
+		if code != 0 {
+			l.s.refuse(reason)
+			l.s.log.Info("connection refused", "remote", ip.String(), "reason", reason)
+			go func() {
+				_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				fmt.Fprintf(c, "%d %s\r\n", code, msg)
+				c.Close()
+			}()
+			continue
+		}
+		if l.s.metrics != nil {
+			l.s.metrics.SessionsActive.Inc()
+		}
+		return newConn(c, l.s, ip), nil
+	}
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func (s *Server) allowed(ip netip.Addr) bool {
+	for _, p := range s.cfg.AllowedPrefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// admit decides whether a new connection may start a session and counts it.
+func (s *Server) admit(ip netip.Addr) (int, string, string) {
+	if !s.allowed(ip) {
+		return 554, fmt.Sprintf("5.7.1 %s: connections from %s are not allowed (add it to smtp.allowed_networks)", s.cfg.Hostname, ip), "network"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.authFails[ip]; f != nil && s.now().Before(f.until) {
+		return 421, fmt.Sprintf("4.7.0 %s: too many failed logins from %s; try again after %s", s.cfg.Hostname, ip, f.until.UTC().Format(time.RFC3339)), "auth"
+	}
+	if s.total >= s.cfg.MaxSessions {
+		return 421, fmt.Sprintf("4.7.0 %s: too many connections (%d); try again later", s.cfg.Hostname, s.cfg.MaxSessions), "busy"
+	}
+	if s.perIP[ip] >= s.cfg.MaxSessionsPerIP {
+		return 421, fmt.Sprintf("4.7.0 %s: too many connections from %s (%d); try again later", s.cfg.Hostname, ip, s.cfg.MaxSessionsPerIP), "busy"
+	}
+	s.total++
+	s.perIP[ip]++
+	return 0, "", ""
+}
+
+func (s *Server) release(ip netip.Addr) {
+	s.mu.Lock()
+	s.total--
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+	s.mu.Unlock()
+	if s.metrics != nil {
+		s.metrics.SessionsActive.Dec()
+	}
+}
+
+// authFailed counts a failed AUTH and reports whether the peer must now be
+// disconnected and paused.
+func (s *Server) authFailed(ip netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.authFails[ip]
+	if f == nil || (!f.until.IsZero() && s.now().After(f.until)) {
+		f = &authFail{}
+		s.authFails[ip] = f
+	}
+	f.count++
+	if f.count >= s.cfg.MaxAuthFailures {
+		f.until = s.now().Add(s.cfg.AuthFailurePause.D())
+		return true
+	}
+	return false
+}
+
+func (s *Server) authOK(ip netip.Addr) {
+	s.mu.Lock()
+	delete(s.authFails, ip)
+	s.mu.Unlock()
+}
+
+// conn wraps a session's connection: it releases the session slot once,
+// caps the session's lifetime, and counts command lines before MAIL.
+type conn struct {
+	net.Conn
+	s        *Server
+	ip       netip.Addr
+	once     sync.Once
+	deadline time.Time // the session ends here at the latest
+
+	mu        sync.Mutex
+	inData    bool
+	commands  int
+	mailSeen  bool
+	killed    bool
+	closeNext bool
+}
+
+func newConn(c net.Conn, s *Server, ip netip.Addr) *conn {
+	return &conn{Conn: c, s: s, ip: ip, deadline: time.Now().Add(s.cfg.SessionTimeout.D())}
+}
+
+func (c *conn) closeAfterWrite() {
+	c.mu.Lock()
+	c.closeNext = true
+	c.mu.Unlock()
+}
+
+func (c *conn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.mu.Lock()
+	closeNow := c.closeNext
+	c.mu.Unlock()
+	if closeNow {
+		c.Conn.Close()
+	}
+	return n, err
+}
+
+func (c *conn) Close() error {
+	c.once.Do(func() { c.s.release(c.ip) })
+	return c.Conn.Close()
+}
+
+// SetReadDeadline never extends past the session's own deadline, so a
+// client trickling one command a minute cannot hold a slot for ever.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() || t.After(c.deadline) {
+		t = c.deadline
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.mu.Lock()
+		if !c.inData && !c.mailSeen {
+			c.commands += bytes.Count(b[:n], []byte{'\n'})
+			if c.commands > c.s.cfg.MaxCommands && !c.killed {
+				c.killed = true
+				c.mu.Unlock()
+				c.s.refuse("protocol")
+				c.s.log.Info("too many commands before MAIL; closing", "remote", c.ip.String())
+				_ = c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				fmt.Fprintf(c.Conn, "421 4.7.0 %s: too many commands without sending mail; closing\r\n", c.s.cfg.Hostname)
+				c.Conn.Close()
+				return 0, net.ErrClosed
+			}
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *conn) setMail(seen bool) {
+	c.mu.Lock()
+	c.mailSeen = seen
+	if !seen {
+		c.commands = 0
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) setData(on bool) {
+	c.mu.Lock()
+	c.inData = on
+	c.mu.Unlock()
+}
+
+type backend struct{ s *Server }
+
+func (b *backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
+	var cn *conn
+	nc := c.Conn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	cn, _ = nc.(*conn)
+	ip := addrOf(c.Conn().RemoteAddr())
+	_, isTLS := c.TLSConnectionState()
+	return &session{s: b.s, c: c, conn: cn, ip: ip, tls: isTLS, helo: c.Hostname()}, nil
+}
+
+type session struct {
+	s    *Server
+	c    *gosmtp.Conn
+	conn *conn
+	ip   netip.Addr
+	tls  bool
+	helo string
+
+	authed string
+	from   string
+	rcpts  []string
+}
+
+func smtpErr(code int, enh [3]int, msg string) *gosmtp.SMTPError {
+	return &gosmtp.SMTPError{Code: code, EnhancedCode: gosmtp.EnhancedCode(enh), Message: msg}
+}
+
+func (ss *session) requireAuth() bool {
+	return len(ss.s.cfg.Users) > 0 && (ss.s.cfg.RequireAuth == nil || *ss.s.cfg.RequireAuth)
+}
+
+func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if ss.s.cfg.RequireTLS && !ss.tls {
+		ss.s.refuse("tls")
+		return smtpErr(530, [3]int{5, 7, 0}, "This gateway requires STARTTLS before MAIL FROM (smtp.require_tls)")
+	}
+	if ss.requireAuth() && ss.authed == "" {
+		ss.s.refuse("auth")
+		return smtpErr(530, [3]int{5, 7, 0}, "Authentication required: log in with AUTH before MAIL FROM")
+	}
+	ss.from = from
+	if ss.conn != nil {
+		ss.conn.setMail(true)
+	}
+	return nil
+}
+
+func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	at := strings.LastIndexByte(to, '@')
+	if at < 0 {
+		ss.s.refuse("relay")
+		return smtpErr(550, [3]int{5, 1, 3}, fmt.Sprintf("<%s> is not a full address; send alerts to an address at %s", to, strings.Join(ss.s.cfg.AcceptDomains, " or ")))
+	}
+	dom := strings.ToLower(strings.TrimSuffix(to[at+1:], "."))
+	for _, d := range ss.s.cfg.AcceptDomains {
+		if dom == d {
+			ss.rcpts = append(ss.rcpts, strings.ToLower(to))
+			return nil
+		}
+	}
+	ss.s.refuse("relay")
+	return smtpErr(550, [3]int{5, 7, 1}, fmt.Sprintf("Relaying denied: this gateway only takes mail for %s, not <%s>", strings.Join(ss.s.cfg.AcceptDomains, ", "), to))
+}
+
+func (ss *session) Data(r io.Reader) error {
+	if ss.conn != nil {
+		ss.conn.setData(true)
+		defer ss.conn.setData(false)
+		// The whole message must arrive within data_timeout; go-smtp only
+		// sets a deadline per command line.
+		_ = ss.conn.SetReadDeadline(time.Now().Add(ss.s.cfg.DataTimeout.D()))
+	}
+	raw, err := readLimited(r, ss.s.cfg.MaxMessageBytes)
+	if err != nil {
+		if errors.Is(err, gosmtp.ErrDataTooLarge) {
+			ss.s.refuse("size")
+			return smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", ss.s.cfg.MaxMessageBytes))
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return smtpErr(451, [3]int{4, 4, 2}, "Timed out while receiving the message; please retry")
+		}
+		return smtpErr(451, [3]int{4, 3, 0}, "Error while receiving the message; please retry")
+	}
+	raw, verr := checkLineEndings(raw, ss.s.cfg.BareLF)
+	if verr != nil {
+		ss.s.refuse("bare_lf")
+		ss.s.log.Info("message refused", "remote", ss.ip.String(), "reason", verr.Message)
+		return verr
+	}
+	env := message.Envelope{MailFrom: ss.from, RcptTo: append([]string(nil), ss.rcpts...), RemoteIP: ss.ip, Helo: ss.helo}
+	rep := ss.s.handler(context.Background(), raw, env)
+	return smtpErr(rep.Code, rep.Enhanced, rep.Text)
+}
+
+// readLimited reads the message into a buffer that never grows past
+// limit: go-smtp's reader fails with ErrDataTooLarge beyond it, and the
+// rest of an oversized message is discarded by the library as it arrives.
+func readLimited(r io.Reader, limit int64) ([]byte, error) {
+	buf := make([]byte, 0, min(int64(32<<10), limit))
+	for {
+		if len(buf) == cap(buf) {
+			if int64(cap(buf)) >= limit {
+				// Full: one more byte means too big, EOF means exactly at the limit.
+				var one [1]byte
+				n, err := r.Read(one[:])
+				if n > 0 {
+					return nil, gosmtp.ErrDataTooLarge
+				}
+				if errors.Is(err, io.EOF) {
+					return buf, nil
+				}
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
+			nb := make([]byte, len(buf), min(int64(cap(buf))*2, limit))
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+func (ss *session) Reset() {
+	ss.from, ss.rcpts = "", nil
+	if ss.conn != nil {
+		ss.conn.setMail(false)
+	}
+}
+
+func (ss *session) Logout() error { return nil }
+
+// AuthMechanisms advertises AUTH only where a password may be sent: over
+// TLS, or from loopback (a local relay or test). With require_tls, TLS only.
+func (ss *session) AuthMechanisms() []string {
+	if len(ss.s.cfg.Users) == 0 || !ss.authAllowed() {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (ss *session) authAllowed() bool {
+	if ss.tls {
+		return true
+	}
+	return !ss.s.cfg.RequireTLS && ss.ip.IsLoopback()
+}
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if len(ss.s.cfg.Users) == 0 {
+		return nil, smtpErr(502, [3]int{5, 5, 1}, "Authentication is not enabled on this gateway")
+	}
+	if !ss.authAllowed() {
+		ss.s.refuse("tls")
+		return nil, smtpErr(538, [3]int{5, 7, 11}, "Encryption required: use STARTTLS before AUTH (passwords are never accepted in clear text)")
+	}
+	check := func(user, pass string) error {
+		for _, u := range ss.s.cfg.Users {
+			if subtle.ConstantTimeCompare([]byte(u.Name), []byte(user)) == 1 &&
+				subtle.ConstantTimeCompare([]byte(u.Password.Value()), []byte(pass)) == 1 {
+				ss.authed = u.Name
+				ss.s.authOK(ss.ip)
+				return nil
+			}
+		}
+		ss.s.refuse("auth")
+		ss.s.log.Info("authentication failed", "remote", ss.ip.String(), "user", user)
+		if ss.s.authFailed(ss.ip) {
+			// Too many failures: close once this reply is written; admit()
+			// refuses this address until the pause ends.
+			if ss.conn != nil {
+				ss.conn.closeAfterWrite()
+			}
+			return smtpErr(421, [3]int{4, 7, 0}, fmt.Sprintf("Too many failed logins; try again in %s", ss.s.cfg.AuthFailurePause.D()))
+		}
+		return smtpErr(535, [3]int{5, 7, 8}, "Authentication failed: wrong user name or password")
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, user, pass string) error {
+			if identity != "" && identity != user {
+				return smtpErr(535, [3]int{5, 7, 8}, "Authentication failed: authorization identity must be empty or the user")
+			}
+			return check(user, pass)
+		}), nil
+	case sasl.Login:
+		return &loginServer{check: check}, nil
+	}
+	return nil, smtpErr(504, [3]int{5, 5, 4}, "Unsupported authentication mechanism: use PLAIN or LOGIN")
+}
+
+// loginServer is the server side of the (obsolete, still common) LOGIN
+// mechanism, which go-sasl only implements as a client.
+type loginServer struct {
+	check func(user, pass string) error
+	user  string
+	step  int
+}
+
+func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
+	switch l.step {
+	case 0:
+		l.step = 1
+		if len(response) > 0 { // initial response carries the user name
+			l.user = string(response)
+			l.step = 2
+			return []byte("Password:"), false, nil
+		}
+		return []byte("Username:"), false, nil
+	case 1:
+		l.user = string(response)
+		l.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		return nil, true, l.check(l.user, string(response))
+	}
+	return nil, true, errors.New("unexpected LOGIN response")
+}
+
+// checkLineEndings applies the bare-LF policy to a received message (already
+// dot-unstuffed by go-smtp, which ends DATA only at <CR><LF>.<CR><LF>, so no
+// variant can end a message early or start a second one).
+//
+// "reject" refuses any bare LF or bare CR (RFC 5321 2.3.8). "normalize"
+// accepts bare line endings from sloppy mailers and rewrites them to CRLF,
+// but refuses the SMTP smuggling shapes: a "." line next to a bare line
+// ending (<LF>.<LF>, <LF>.<CR><LF>, <CR>.<CR> ...) and CRLF followed by a
+// bare LF or CR (what <CR><LF>.<LF> becomes once the dot is unstuffed).
+func checkLineEndings(raw []byte, mode string) ([]byte, *gosmtp.SMTPError) {
+	bare := 0
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '\n':
+			if i == 0 || raw[i-1] != '\r' {
+				bare++
+			}
+		case '\r':
+			if i+1 >= len(raw) || raw[i+1] != '\n' {
+				bare++
+			}
+		}
+	}
+	if bare == 0 {
+		return raw, nil
+	}
+	if mode == "reject" {
+		return nil, smtpErr(550, [3]int{5, 5, 2}, "Message refused: it contains bare LF or CR line endings; SMTP requires CRLF (RFC 5321 section 2.3.8). Fix the sender, or set smtp.bare_lf = \"normalize\"")
+	}
+	smuggle := smtpErr(550, [3]int{5, 5, 2}, "Message refused: it contains a \".\" line with bare LF/CR line endings (an SMTP smuggling pattern)")
+	isEOL := func(i int) bool { return i < len(raw) && (raw[i] == '\r' || raw[i] == '\n') }
+	out := make([]byte, 0, len(raw)+bare)
+	lineStart := true
+	prevBare := false // the previous line ended with a bare LF or CR
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if lineStart && c == '.' && isEOL(i+1) {
+			endBare := !(raw[i+1] == '\r' && i+2 < len(raw) && raw[i+2] == '\n')
+			if prevBare || endBare {
+				return nil, smuggle
+			}
+		}
+		switch {
+		case c == '\r' && i+1 < len(raw) && raw[i+1] == '\n':
+			// CRLF followed at once by a bare LF or CR is a dot-unstuffed
+			// <CR><LF>.<LF> (or .<CR>).
+			if i+2 < len(raw) && (raw[i+2] == '\n' || (raw[i+2] == '\r' && !(i+3 < len(raw) && raw[i+3] == '\n'))) {
+				return nil, smuggle
+			}
+			out = append(out, '\r', '\n')
+			i++
+			lineStart, prevBare = true, false
+		case c == '\r' || c == '\n':
+			out = append(out, '\r', '\n')
+			lineStart, prevBare = true, true
+		default:
+			out = append(out, c)
+			lineStart = false
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,565 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"psagate/internal/psa"
+)
+
+// SpoolEntry is an accepted message waiting to be processed. Decision is
+// the rule engine's verdict made while DATA was open, encoded by the caller.
+type SpoolEntry struct {
+	Seq      uint64          `json:"-"`
+	ID       string          `json:"id"`
+	Received time.Time       `json:"received"`
+	MailFrom string          `json:"mail_from"`
+	RcptTo   []string        `json:"rcpt_to"`
+	RemoteIP string          `json:"remote_ip,omitempty"`
+	Helo     string          `json:"helo,omitempty"`
+	Decision json.RawMessage `json:"decision,omitempty"`
+	Reason   string          `json:"reason,omitempty"` // set when quarantined
+	Raw      []byte          `json:"-"`
+}
+
+// The raw message is stored after its JSON header rather than inside it, so
+// a 25 MB alert is not base64-inflated on every write.
+func encodeSpool(e *SpoolEntry) ([]byte, error) {
+	meta, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 4+len(meta)+len(e.Raw))
+	binary.BigEndian.PutUint32(out, uint32(len(meta)))
+	copy(out[4:], meta)
+	copy(out[4+len(meta):], e.Raw)
+	return out, nil
+}
+
+func decodeSpool(seq uint64, v []byte) (*SpoolEntry, error) {
+	if len(v) < 4 {
+		return nil, fmt.Errorf("spool entry %d: truncated", seq)
+	}
+	n := int(binary.BigEndian.Uint32(v))
+	if 4+n > len(v) {
+		return nil, fmt.Errorf("spool entry %d: bad header length", seq)
+	}
+	e := &SpoolEntry{Seq: seq}
+	if err := json.Unmarshal(v[4:4+n], e); err != nil {
+		return nil, fmt.Errorf("spool entry %d: %w", seq, err)
+	}
+	e.Raw = bytes.Clone(v[4+n:])
+	return e, nil
+}
+
+// Accept spools e, unless dedupe (a hash of Message-ID and body) was seen
+// before: then it returns the id the message was first accepted under and
+// dup = true. It returns only after the commit, so the caller may answer 250.
+func (d *DB) Accept(e *SpoolEntry, dedupe []byte) (origID string, dup bool, err error) {
+	val, err := encodeSpool(e)
+	if err != nil {
+		return "", false, err
+	}
+	err = d.Batch(func(tx *Tx) error {
+		origID, dup = "", false // Batch may run this function again
+		seen := tx.b(bSeen)
+		if len(dedupe) > 0 {
+			if v := seen.Get(dedupe); len(v) > 8 {
+				origID, dup = string(v[8:]), true
+				return nil
+			}
+		}
+		sp := tx.b(bSpool)
+		seq, err := sp.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := sp.Put(u64(seq), val); err != nil {
+			return err
+		}
+		if len(dedupe) > 0 {
+			sv := append(u64(uint64(e.Received.UnixNano())), e.ID...)
+			return seen.Put(dedupe, sv)
+		}
+		return nil
+	})
+	return origID, dup, err
+}
+
+// SpoolHead returns up to n of the oldest spooled messages.
+func (t *Tx) SpoolHead(n int) ([]*SpoolEntry, error) {
+	var out []*SpoolEntry
+	c := t.b(bSpool).Cursor()
+	for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
+		e, err := decodeSpool(getU64(k), v)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// SpoolLen is the number of messages waiting.
+func (t *Tx) SpoolLen() int { return t.b(bSpool).Stats().KeyN }
+
+// DeleteSpool removes a processed message.
+func (t *Tx) DeleteSpool(seq uint64) error { return t.b(bSpool).Delete(u64(seq)) }
+
+// Quarantine keeps a message for an admin to look at.
+func (t *Tx) Quarantine(e *SpoolEntry, reason string) error {
+	q := t.b(bQuarantine)
+	seq, err := q.NextSequence()
+	if err != nil {
+		return err
+	}
+	c := *e
+	c.Reason = reason
+	val, err := encodeSpool(&c)
+	if err != nil {
+		return err
+	}
+	return q.Put(u64(seq), val)
+}
+
+// Quarantined lists quarantined messages, newest first.
+func (t *Tx) Quarantined(limit int) ([]*SpoolEntry, error) {
+	var out []*SpoolEntry
+	c := t.b(bQuarantine).Cursor()
+	for k, v := c.Last(); k != nil && len(out) < limit; k, v = c.Prev() {
+		e, err := decodeSpool(getU64(k), v)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// PruneSeen forgets dedupe entries older than before.
+func (d *DB) PruneSeen(before time.Time) (int, error) {
+	n := 0
+	err := d.Update(func(tx *Tx) error {
+		// Collect first: deleting under a cursor while advancing it skips keys.
+		var old [][]byte
+		c := tx.b(bSeen).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(v) >= 8 && int64(getU64(v)) < before.UnixNano() {
+				old = append(old, bytes.Clone(k))
+			}
+		}
+		for _, k := range old {
+			if err := tx.b(bSeen).Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(old)
+		return nil
+	})
+	return n, err
+}
+
+// Incident states.
+const (
+	StatePending   = "pending"   // held down: waiting for a recovery before a ticket is opened
+	StateOpen      = "open"      // a ticket exists (or its create job is queued)
+	StateClosed    = "closed"    // closed by a recovery (or by hand)
+	StateCancelled = "cancelled" // recovered inside the hold-down: no ticket was ever made
+)
+
+// Incident is one ongoing problem and its ticket.
+type Incident struct {
+	ID          uint64          `json:"id"`
+	Key         string          `json:"key"`
+	Client      string          `json:"client"`
+	Device      string          `json:"device,omitempty"`
+	Check       string          `json:"check,omitempty"`
+	Rule        string          `json:"rule,omitempty"`
+	State       string          `json:"state"`
+	Summary     string          `json:"summary"`
+	ExternalRef string          `json:"external_ref"`
+	Provider    string          `json:"provider,omitempty"`
+	Ticket      psa.TicketRef   `json:"ticket,omitzero"`
+	NoPSA       bool            `json:"no_psa,omitempty"` // its client was disabled: no PSA calls
+	Absence     bool            `json:"absence,omitempty"`
+	FirstSeen   time.Time       `json:"first_seen"`
+	LastSeen    time.Time       `json:"last_seen"`
+	Count       int             `json:"count"`
+	Notes       int             `json:"notes,omitempty"`
+	Ignored     int             `json:"ignored,omitempty"`
+	OpenedAt    time.Time       `json:"opened_at,omitzero"`
+	ClosedAt    time.Time       `json:"closed_at,omitzero"`
+	DueAt       time.Time       `json:"due_at,omitzero"`
+	Reopened    int             `json:"reopened,omitempty"`
+	LastMessage string          `json:"last_message,omitempty"`
+	Held        json.RawMessage `json:"held,omitempty"` // the ticket to open when a hold-down ends
+}
+
+// Active reports whether the incident is pending or open.
+func (i *Incident) Active() bool { return i.State == StatePending || i.State == StateOpen }
+
+// NewIncidentID allocates an incident id.
+func (t *Tx) NewIncidentID() (uint64, error) { return t.b(bIncidents).NextSequence() }
+
+// Incident returns the incident with id, or nil.
+func (t *Tx) Incident(id uint64) (*Incident, error) {
+	var inc Incident
+	ok, err := getJSON(t.b(bIncidents), u64(id), &inc)
+	if !ok || err != nil {
+		return nil, err
+	}
+	return &inc, nil
+}
+
+// IncidentByKey returns the latest incident of key (in any state), or nil.
+func (t *Tx) IncidentByKey(key string) (*Incident, error) {
+	id := t.b(bKeys).Get([]byte(key))
+	if id == nil {
+		return nil, nil
+	}
+	return t.Incident(getU64(id))
+}
+
+// PutIncident stores inc and keeps the key and open indexes in step.
+func (t *Tx) PutIncident(inc *Incident) error {
+	if inc.ID == 0 {
+		return errors.New("incident without id")
+	}
+	if err := putJSON(t.b(bIncidents), u64(inc.ID), inc); err != nil {
+		return err
+	}
+	key := []byte(inc.Key)
+	keys := t.b(bKeys)
+	if cur := keys.Get(key); cur == nil || getU64(cur) <= inc.ID {
+		if err := keys.Put(key, u64(inc.ID)); err != nil {
+			return err
+		}
+	}
+	open := t.b(bOpen)
+	if inc.Active() {
+		return open.Put(key, u64(inc.ID))
+	}
+	if cur := open.Get(key); cur != nil && getU64(cur) == inc.ID {
+		return open.Delete(key)
+	}
+	return nil
+}
+
+// Incidents calls fn for every incident, newest first, until fn returns false.
+func (t *Tx) Incidents(fn func(*Incident) bool) error {
+	c := t.b(bIncidents).Cursor()
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		var inc Incident
+		if err := json.Unmarshal(v, &inc); err != nil {
+			return fmt.Errorf("incident %d: %w", getU64(k), err)
+		}
+		if !fn(&inc) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// OpenIncidents returns the pending and open incidents, in key order.
+func (t *Tx) OpenIncidents() ([]*Incident, error) {
+	var out []*Incident
+	c := t.b(bOpen).Cursor()
+	for _, v := c.First(); v != nil; _, v = c.Next() {
+		inc, err := t.Incident(getU64(v))
+		if err != nil {
+			return out, err
+		}
+		if inc != nil {
+			out = append(out, inc)
+		}
+	}
+	return out, nil
+}
+
+// Job operations.
+const (
+	OpCreate = "create"
+	OpNote   = "note"
+	OpAttach = "attach"
+	OpClose  = "close"
+	OpReopen = "reopen"
+)
+
+// Job is one PSA call to make, in the outbox or the dead letters.
+type Job struct {
+	ID       uint64 `json:"id"`
+	Incident uint64 `json:"incident"`
+	Op       string `json:"op"`
+	Key      string `json:"key"`
+	Client   string `json:"client"`
+	Device   string `json:"device,omitempty"`
+	// Overrides are the deciding rule's PSA settings; the effective settings
+	// are resolved again at delivery so a fixed config applies to a retry.
+	Overrides map[string]string `json:"overrides,omitempty"`
+	MessageID string            `json:"message_id,omitempty"`
+
+	Summary     string       `json:"summary,omitempty"`
+	Description string       `json:"description,omitempty"`
+	ExternalRef string       `json:"external_ref,omitempty"`
+	NoteTitle   string       `json:"note_title,omitempty"`
+	NoteText    string       `json:"note_text,omitempty"`
+	NoteKind    psa.NoteKind `json:"note_kind,omitempty"`
+	Marker      string       `json:"marker,omitempty"`
+	AttachName  string       `json:"attach_name,omitempty"`
+	AttachType  string       `json:"attach_type,omitempty"`
+	AttachData  []byte       `json:"attach_data,omitempty"`
+
+	Created   time.Time `json:"created"`
+	Attempts  int       `json:"attempts"`
+	Started   bool      `json:"started,omitempty"` // an attempt began and its outcome is not recorded
+	NextTry   time.Time `json:"next_try,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+	Provider  string    `json:"provider,omitempty"` // provider of the last attempt
+	DeadAt    time.Time `json:"dead_at,omitzero"`
+	Reason    string    `json:"reason,omitempty"` // why it is dead
+}
+
+// AddJob appends j to the outbox, giving it the next id.
+func (t *Tx) AddJob(j *Job) error {
+	ob := t.b(bOutbox)
+	id, err := ob.NextSequence()
+	if err != nil {
+		return err
+	}
+	j.ID = id
+	if j.Marker == "" && j.Op != OpCreate {
+		// Unique per job and per database, so a retried note can be recognised.
+		j.Marker = fmt.Sprintf("%s-%d", t.db.instance, id)
+	}
+	return putJSON(ob, u64(id), j)
+}
+
+// PutJob rewrites an outbox job.
+func (t *Tx) PutJob(j *Job) error { return putJSON(t.b(bOutbox), u64(j.ID), j) }
+
+// Job returns outbox job id, or nil.
+func (t *Tx) Job(id uint64) (*Job, error) {
+	var j Job
+	ok, err := getJSON(t.b(bOutbox), u64(id), &j)
+	if !ok || err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+// DeleteJob removes a finished job from the outbox.
+func (t *Tx) DeleteJob(id uint64) error { return t.b(bOutbox).Delete(u64(id)) }
+
+// Jobs calls fn for every outbox job in id order until fn returns false.
+func (t *Tx) Jobs(fn func(*Job) bool) error { return eachJob(t.b(bOutbox), fn) }
+
+// DeadJobs calls fn for every dead job in id order until fn returns false.
+func (t *Tx) DeadJobs(fn func(*Job) bool) error { return eachJob(t.b(bDead), fn) }
+
+func eachJob(b *bolt.Bucket, fn func(*Job) bool) error {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var j Job
+		if err := json.Unmarshal(v, &j); err != nil {
+			return fmt.Errorf("job %d: %w", getU64(k), err)
+		}
+		if !fn(&j) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// Kill moves an outbox job to the dead letters.
+func (t *Tx) Kill(j *Job, reason string, at time.Time) error {
+	j.Reason = reason
+	j.DeadAt = at
+	j.Started = false
+	if err := putJSON(t.b(bDead), u64(j.ID), j); err != nil {
+		return err
+	}
+	return t.b(bOutbox).Delete(u64(j.ID))
+}
+
+// DeadJob returns dead job id, or nil.
+func (t *Tx) DeadJob(id uint64) (*Job, error) {
+	var j Job
+	ok, err := getJSON(t.b(bDead), u64(id), &j)
+	if !ok || err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+// Revive moves a dead job back to the outbox under its own id, so it keeps
+// its place before the later jobs of its incident.
+func (t *Tx) Revive(id uint64, now time.Time) (*Job, error) {
+	j, err := t.DeadJob(id)
+	if err != nil || j == nil {
+		return nil, err
+	}
+	j.Attempts, j.NextTry, j.Reason, j.DeadAt, j.Created = 0, time.Time{}, "", time.Time{}, now
+	if err := putJSON(t.b(bOutbox), u64(id), j); err != nil {
+		return nil, err
+	}
+	return j, t.b(bDead).Delete(u64(id))
+}
+
+// DropDead deletes a dead job for good.
+func (t *Tx) DropDead(id uint64) (bool, error) {
+	if t.b(bDead).Get(u64(id)) == nil {
+		return false, nil
+	}
+	return true, t.b(bDead).Delete(u64(id))
+}
+
+// Timer is a scheduled event: a hold-down ending or an expected mail due.
+type Timer struct {
+	At   time.Time
+	Kind string // "holddown" | "expect"
+	Ref  string // incident id or expect key
+}
+
+func timerKey(tm Timer) []byte {
+	k := u64(uint64(tm.At.UnixNano()))
+	k = append(k, tm.Kind...)
+	k = append(k, 0)
+	return append(k, tm.Ref...)
+}
+
+func parseTimerKey(k []byte) (Timer, bool) {
+	if len(k) < 9 {
+		return Timer{}, false
+	}
+	rest := k[8:]
+	i := bytes.IndexByte(rest, 0)
+	if i < 0 {
+		return Timer{}, false
+	}
+	return Timer{At: time.Unix(0, int64(getU64(k))), Kind: string(rest[:i]), Ref: string(rest[i+1:])}, true
+}
+
+// AddTimer schedules tm.
+func (t *Tx) AddTimer(tm Timer) error { return t.b(bTimers).Put(timerKey(tm), nil) }
+
+// DeleteTimer unschedules tm.
+func (t *Tx) DeleteTimer(tm Timer) error { return t.b(bTimers).Delete(timerKey(tm)) }
+
+// DueTimers returns the timers due at or before now, earliest first.
+func (t *Tx) DueTimers(now time.Time) []Timer {
+	var out []Timer
+	c := t.b(bTimers).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		tm, ok := parseTimerKey(k)
+		if !ok {
+			continue
+		}
+		if tm.At.After(now) {
+			break
+		}
+		out = append(out, tm)
+	}
+	return out
+}
+
+// NextTimer returns when the earliest timer is due.
+func (t *Tx) NextTimer() (time.Time, bool) {
+	k, _ := t.b(bTimers).Cursor().First()
+	if tm, ok := parseTimerKey(k); ok {
+		return tm.At, true
+	}
+	return time.Time{}, false
+}
+
+// Timers returns every scheduled timer, earliest first.
+func (t *Tx) Timers() []Timer {
+	var out []Timer
+	c := t.b(bTimers).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if tm, ok := parseTimerKey(k); ok {
+			out = append(out, tm)
+		}
+	}
+	return out
+}
+
+// GetExpect reads the absence-tracking record under key into v.
+func (t *Tx) GetExpect(key string, v any) (bool, error) {
+	return getJSON(t.b(bExpect), []byte(key), v)
+}
+
+// PutExpect writes an absence-tracking record.
+func (t *Tx) PutExpect(key string, v any) error { return putJSON(t.b(bExpect), []byte(key), v) }
+
+// EachExpect calls fn with every absence-tracking record.
+func (t *Tx) EachExpect(fn func(key string, raw []byte) error) error {
+	return t.b(bExpect).ForEach(func(k, v []byte) error { return fn(string(k), v) })
+}
+
+// AuditEntry records one decision, so an admin can answer "why was this
+// mail dropped?" long after the fact.
+type AuditEntry struct {
+	Seq      uint64    `json:"seq"`
+	Time     time.Time `json:"time"`
+	Message  string    `json:"message_id"` // psagate's id, as in the SMTP reply
+	MsgID    string    `json:"header_message_id,omitempty"`
+	From     string    `json:"from,omitempty"`
+	Rcpt     string    `json:"rcpt,omitempty"`
+	RemoteIP string    `json:"remote_ip,omitempty"`
+	Subject  string    `json:"subject,omitempty"`
+	Client   string    `json:"client,omitempty"`
+	Device   string    `json:"device,omitempty"`
+	Rule     string    `json:"rule,omitempty"`
+	Decision string    `json:"decision"`
+	Effect   string    `json:"effect,omitempty"` // e.g. "noted", "held", "cancelled hold-down", "no-op"
+	Key      string    `json:"key,omitempty"`
+	Incident uint64    `json:"incident,omitempty"`
+	Detail   string    `json:"detail,omitempty"`
+}
+
+// AddAudit appends e, dropping the oldest entries beyond the cap.
+func (t *Tx) AddAudit(e *AuditEntry) error {
+	b := t.b(bAudit)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	e.Seq = seq
+	if err := putJSON(b, u64(seq), e); err != nil {
+		return err
+	}
+	if max := uint64(t.db.auditMax); seq > max {
+		var old [][]byte
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && getU64(k) <= seq-max; k, _ = c.Next() {
+			old = append(old, bytes.Clone(k))
+		}
+		for _, k := range old {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Audit calls fn for audit entries, newest first, until fn returns false.
+func (t *Tx) Audit(fn func(*AuditEntry) bool) error {
+	c := t.b(bAudit).Cursor()
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		var e AuditEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("audit %d: %w", getU64(k), err)
+		}
+		if !fn(&e) {
+			return nil
+		}
+	}
+	return nil
+}

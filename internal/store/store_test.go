@@ -1,0 +1,193 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+func open(t *testing.T, path string, o Options) *DB {
+	t.Helper()
+	db, err := Open(path, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func TestAcceptDedupeAndOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	db := open(t, path, Options{})
+	now := time.Now()
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := &SpoolEntry{ID: fmt.Sprintf("m%02d", i), Received: now, Raw: []byte(fmt.Sprintf("body %d", i))}
+			if _, dup, err := db.Accept(e, []byte(fmt.Sprintf("key-%02d", i))); err != nil || dup {
+				t.Errorf("accept %d: dup=%v err=%v", i, dup, err)
+			}
+		}()
+	}
+	wg.Wait()
+	// The same message again (an SMTP client retrying after a lost reply).
+	orig, dup, err := db.Accept(&SpoolEntry{ID: "again", Received: now, Raw: []byte("body 7")}, []byte("key-07"))
+	if err != nil || !dup || orig != "m07" {
+		t.Fatalf("retry: orig=%q dup=%v err=%v", orig, dup, err)
+	}
+	db.Close()
+
+	db = open(t, path, Options{})
+	defer db.Close()
+	var entries []*SpoolEntry
+	_ = db.View(func(tx *Tx) error { entries, err = tx.SpoolHead(100); return err })
+	if len(entries) != 50 {
+		t.Fatalf("spool holds %d after reopen, want 50", len(entries))
+	}
+	for i := 1; i < len(entries); i++ {
+		if entries[i].Seq <= entries[i-1].Seq {
+			t.Fatal("spool not in acceptance order")
+		}
+	}
+	if !strings.HasPrefix(string(entries[0].Raw), "body ") {
+		t.Fatalf("raw = %q", entries[0].Raw)
+	}
+	n, err := db.PruneSeen(now.Add(time.Second))
+	if err != nil || n != 50 {
+		t.Fatalf("pruned %d, %v", n, err)
+	}
+}
+
+func TestLockedAndNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	db := open(t, path, Options{})
+	if _, err := Open(path, Options{LockTimeout: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+	db.Close()
+
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put([]byte("schema"), u64(SchemaVersion+1)) })
+	b.Close()
+	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "newer than this psagate understands") {
+		t.Fatalf("newer schema: %v", err)
+	}
+}
+
+func TestJobsDeadRevive(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	defer db.Close()
+	now := time.Now()
+	var ids []uint64
+	err := db.Update(func(tx *Tx) error {
+		for _, op := range []string{OpCreate, OpNote, OpClose} {
+			j := &Job{Incident: 1, Op: op, Created: now}
+			if err := tx.AddJob(j); err != nil {
+				return err
+			}
+			ids = append(ids, j.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Update(func(tx *Tx) error {
+		j, _ := tx.Job(ids[0])
+		if j.Marker != "" {
+			t.Error("create job got a marker")
+		}
+		n, _ := tx.Job(ids[1])
+		if !strings.HasPrefix(n.Marker, db.Instance()+"-") {
+			t.Errorf("note marker = %q", n.Marker)
+		}
+		j.Attempts = 3
+		return tx.Kill(j, "HTTP 400: bad board", now)
+	})
+	_ = db.View(func(tx *Tx) error {
+		if j, _ := tx.Job(ids[0]); j != nil {
+			t.Error("killed job still in outbox")
+		}
+		d, _ := tx.DeadJob(ids[0])
+		if d == nil || d.Reason != "HTTP 400: bad board" {
+			t.Errorf("dead = %+v", d)
+		}
+		return nil
+	})
+	_ = db.Update(func(tx *Tx) error {
+		j, err := tx.Revive(ids[0], now)
+		if err != nil || j == nil || j.Attempts != 0 {
+			t.Errorf("revive: %+v %v", j, err)
+		}
+		return nil
+	})
+	var order []uint64
+	_ = db.View(func(tx *Tx) error {
+		return tx.Jobs(func(j *Job) bool { order = append(order, j.ID); return true })
+	})
+	if len(order) != 3 || order[0] != ids[0] {
+		t.Fatalf("revived job lost its place: %v", order)
+	}
+}
+
+func TestAuditCap(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{AuditMax: 10})
+	defer db.Close()
+	for i := range 25 {
+		_ = db.Update(func(tx *Tx) error { return tx.AddAudit(&AuditEntry{Decision: "drop", Subject: fmt.Sprint(i)}) })
+	}
+	var got []string
+	_ = db.View(func(tx *Tx) error {
+		return tx.Audit(func(e *AuditEntry) bool { got = append(got, e.Subject); return true })
+	})
+	if len(got) != 10 || got[0] != "24" || got[9] != "15" {
+		t.Fatalf("audit = %v", got)
+	}
+}
+
+func TestTimersAndIncidentIndexes(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	defer db.Close()
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	_ = db.Update(func(tx *Tx) error {
+		for i, d := range []time.Duration{3 * time.Hour, time.Hour, 2 * time.Hour} {
+			if err := tx.AddTimer(Timer{At: t0.Add(d), Kind: "holddown", Ref: fmt.Sprint(i)}); err != nil {
+				return err
+			}
+		}
+		inc := &Incident{ID: 7, Key: "k", State: StateOpen}
+		if err := tx.PutIncident(inc); err != nil {
+			return err
+		}
+		inc.State = StateClosed
+		return tx.PutIncident(inc)
+	})
+	_ = db.View(func(tx *Tx) error {
+		due := tx.DueTimers(t0.Add(2 * time.Hour))
+		if len(due) != 2 || due[0].Ref != "1" || due[1].Ref != "2" {
+			t.Errorf("due = %+v", due)
+		}
+		if next, ok := tx.NextTimer(); !ok || !next.Equal(t0.Add(time.Hour)) {
+			t.Errorf("next = %v", next)
+		}
+		open, _ := tx.OpenIncidents()
+		if len(open) != 0 {
+			t.Errorf("closed incident still indexed as open")
+		}
+		inc, _ := tx.IncidentByKey("k")
+		if inc == nil || inc.ID != 7 {
+			t.Errorf("by key = %+v", inc)
+		}
+		return nil
+	})
+}
