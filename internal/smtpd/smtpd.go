@@ -81,7 +81,10 @@ func New(cfg config.SMTP, h Handler, m *metrics.Metrics, log *slog.Logger) (*Ser
 	}
 	srv := gosmtp.NewServer(&backend{s: s})
 	srv.Domain = cfg.Hostname
-	srv.MaxMessageBytes = cfg.MaxMessageBytes
+	// go-smtp refuses a message of exactly MaxMessageBytes (it cannot tell
+	// that the next read would have been the end), so give it one byte more
+	// and enforce the configured limit here, in Mail and readLimited.
+	srv.MaxMessageBytes = cfg.MaxMessageBytes + 1
 	srv.MaxRecipients = cfg.MaxRecipients
 	srv.MaxLineLength = cfg.MaxLineLength
 	srv.ReadTimeout = cfg.ReadTimeout.D()
@@ -386,6 +389,10 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 	if ss.s.cfg.RequireTLS && !ss.tls {
 		ss.s.refuse("tls")
 		return smtpErr(530, [3]int{5, 7, 0}, "This gateway requires STARTTLS before MAIL FROM (smtp.require_tls)")
+	}
+	if opts != nil && opts.Size > ss.s.cfg.MaxMessageBytes {
+		ss.s.refuse("size")
+		return smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", ss.s.cfg.MaxMessageBytes))
 	}
 	if ss.requireAuth() && ss.authed == "" {
 		ss.s.refuse("auth")
