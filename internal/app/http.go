@@ -194,7 +194,9 @@ type AuditFilter struct {
 }
 
 func (f AuditFilter) match(e *store.AuditEntry) bool {
-	has := func(v, sub string) bool { return sub == "" || strings.Contains(strings.ToLower(v), strings.ToLower(sub)) }
+	has := func(v, sub string) bool {
+		return sub == "" || strings.Contains(strings.ToLower(v), strings.ToLower(sub))
+	}
 	return has(e.From, f.From) && has(e.Subject, f.Subject) && has(e.Device, f.Device) && has(e.Client, f.Client) &&
 		has(e.Rule, f.Rule) && (f.Decision == "" || e.Decision == f.Decision) && (f.Since.IsZero() || !e.Time.Before(f.Since))
 }

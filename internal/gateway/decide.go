@@ -119,6 +119,7 @@ func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verd
 	if a.HasProblem(message.ProblemInjection) && s.Config.Rules.OnHeaderInjection != "ignore" {
 		v.Rule = BuiltinInjection
 		v.Client = route.ClientName(client)
+		v.Summary = a.Subject
 		if s.Config.Rules.OnHeaderInjection == "reject" {
 			v.Action = Reject
 			v.RejectText = "Message refused: a header contains encoded line breaks (header injection)"

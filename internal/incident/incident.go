@@ -398,8 +398,22 @@ func (e *Engine) job(ev *Event, inc *store.Incident, op string) *store.Job {
 // ExternalRef is the incident's reference in the PSA: unique across
 // psagate instances (the database instance id) and incidents (the id) in its
 // first characters, so a PSA field limit that cuts the key keeps it unique.
+// The key part keeps only characters that need no quoting in any PSA query
+// language (ConnectWise conditions, Autotask filters); others become "_".
 func (e *Engine) ExternalRef(id uint64, key string) string {
-	return fmt.Sprintf("psagate:%s-%d:%s", e.Instance, id, sanitize.Line(key))
+	safe := []byte(sanitize.Line(key))
+	out := safe[:0]
+	for _, c := range safe {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == ':', c == '.', c == '_', c == '/', c == '-':
+			out = append(out, c)
+		case c >= 0x80 && c < 0xC0:
+			// continuation byte of a multi-byte rune: its lead byte became "_"
+		default:
+			out = append(out, '_')
+		}
+	}
+	return fmt.Sprintf("psagate:%s-%d:%s", e.Instance, id, out)
 }
 
 // expectRecord tracks one expected mail stream (rule × client × device).

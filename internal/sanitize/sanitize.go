@@ -72,6 +72,13 @@ func isCleanLine(s string) bool {
 // UTF-8 is replaced, trailing spaces on each line are trimmed and more than two
 // consecutive blank lines are collapsed.
 func Text(s string) string {
+	if isCleanText(s) {
+		return s
+	}
+	return textSlow(s)
+}
+
+func textSlow(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.ReplaceAll(s, "\r\n", "\n")
 	s = strings.ReplaceAll(s, "\r", "\n")
@@ -104,6 +111,47 @@ func Text(s string) string {
 		b.WriteByte('\n')
 	}
 	return strings.Trim(b.String(), "\n")
+}
+
+// isCleanText is Text's fast path: most alert bodies are already clean, and
+// Text runs on every message while an SMTP DATA command is open.
+func isCleanText(s string) bool {
+	if s == "" {
+		return true
+	}
+	if s[0] == '\n' || s[len(s)-1] == '\n' {
+		return false
+	}
+	newlines := 0 // consecutive line ends
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '\n':
+				if i > 0 && (s[i-1] == ' ' || s[i-1] == '\t') {
+					return false
+				}
+				if newlines++; newlines > 3 {
+					return false
+				}
+			case c == '\t':
+				newlines = 0
+			case c < 0x20 || c == 0x7f:
+				return false
+			default:
+				newlines = 0
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || dropRune(r) || r == 0x2028 || r == 0x2029 || r == 0x85 || r == 0xa0 {
+			return false
+		}
+		newlines = 0
+		i += size
+	}
+	return s[len(s)-1] != ' ' && s[len(s)-1] != '\t'
 }
 
 // dropRune reports whether r is a control or format character that must not

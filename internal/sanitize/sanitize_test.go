@@ -71,6 +71,8 @@ func TestTruncateBytes(t *testing.T) {
 func FuzzLine(f *testing.F) {
 	f.Add("=?UTF-8?Q?a=0D=0Ab?=\r\nCc: x")
 	f.Add("\xff\xfe\x00")
+	f.Add("line one\nline two\n\n\nthree\tx")
+	f.Add("ok \u00a0\nnbsp")
 	f.Fuzz(func(t *testing.T, s string) {
 		got := Line(s)
 		if !utf8.ValidString(got) {
@@ -85,6 +87,12 @@ func FuzzLine(f *testing.F) {
 		tx := Text(s)
 		if !utf8.ValidString(tx) || strings.ContainsAny(tx, "\r\x00") {
 			t.Fatalf("Text left control chars: %q", tx)
+		}
+		if isCleanText(s) && textSlow(s) != s {
+			t.Fatalf("fast path accepted %q, which Text would change to %q", s, textSlow(s))
+		}
+		if Text(tx) != tx {
+			t.Fatalf("Text not idempotent (fast path disagrees): %q -> %q", tx, Text(tx))
 		}
 	})
 }

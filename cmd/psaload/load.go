@@ -1,0 +1,719 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Options are the settings of one load run (the command's flags).
+type Options struct {
+	Duration time.Duration // how long to send
+	Clients  int           // concurrent SMTP connections
+	Size     int           // approximate message size in bytes
+	Rate     float64       // total messages per second; 0 = as fast as the server answers
+	Noise    float64       // fraction of messages that are no-op recoveries
+	Report   time.Duration // progress line interval; 0 = none
+	Rcpt     string        // envelope recipient; default load@alerts.example.net
+
+	Addr     string // target a running gateway at HOST:PORT instead of starting one
+	HTTPAddr string // with Addr: its HTTP listener, for /metrics (optional)
+	PID      int    // with Addr: its process id, for RSS and CPU (optional)
+
+	Keep         bool          // keep the temp dir (binary, config, state)
+	TempDir      string        // where to make the temp dir; default os.TempDir() (a tmpfs takes fsync out of the figures)
+	ServerLog    string        // the child's log level; default warn
+	RepoRoot     string        // default: the directory holding go.mod above the working directory
+	DrainTimeout time.Duration // how long to wait for the spool to empty; default 30s
+}
+
+func (o *Options) defaults() error {
+	if o.Duration <= 0 {
+		return errors.New("-duration must be positive")
+	}
+	if o.Clients < 1 {
+		return errors.New("-clients must be at least 1")
+	}
+	if o.Size < 0 || o.Rate < 0 {
+		return errors.New("-size and -rate must not be negative")
+	}
+	if o.Noise < 0 || o.Noise > 1 {
+		return fmt.Errorf("-noise %v is not a fraction between 0 and 1", o.Noise)
+	}
+	if o.Rcpt == "" {
+		o.Rcpt = "load@alerts.example.net"
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = 30 * time.Second
+	}
+	if o.Addr == "" && (o.HTTPAddr != "" || o.PID != 0) {
+		return errors.New("-http and -pid go with -addr (without -addr psaload starts its own psagate)")
+	}
+	return nil
+}
+
+// Outcome classes of a message.
+const (
+	outQueued    = iota // 250 Queued as: spooled durably
+	outDiscarded        // 250 ... discarded by rule: dropped at once
+	outDuplicate        // 250 Already queued: the dedupe took it for a retry
+	outOther2xx         // any other 2xx
+	out4xx
+	out5xx
+	outConnErr // dial, read or write failure, or a reply that is not SMTP
+	nOutcomes
+)
+
+// stats are the counters shared by every client.
+type stats struct {
+	hist     histogram
+	outcomes [nOutcomes]atomic.Int64
+	kinds    [nKinds]atomic.Int64 // messages whose DATA was sent, by kind
+	bytes    atomic.Int64         // message bytes sent
+	conns    atomic.Int64         // connections opened (first ones included)
+	missed   atomic.Int64         // rate tokens no client was free to take
+
+	mu      sync.Mutex
+	samples []string // the first distinct error replies
+}
+
+const maxSamples = 10
+
+func (s *stats) sample(stage string, text []byte, err error) {
+	var msg string
+	if err != nil {
+		msg = stage + ": " + err.Error()
+	} else {
+		msg = stage + ": " + string(bytes.TrimSpace(text))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.samples) >= maxSamples {
+		return
+	}
+	for _, m := range s.samples {
+		if m == msg {
+			return
+		}
+	}
+	s.samples = append(s.samples, msg)
+}
+
+// completed is every message with an outcome.
+func (s *stats) completed() int64 {
+	var n int64
+	for i := range s.outcomes {
+		n += s.outcomes[i].Load()
+	}
+	return n
+}
+
+func (s *stats) errors() int64 {
+	return s.outcomes[out4xx].Load() + s.outcomes[out5xx].Load() + s.outcomes[outConnErr].Load()
+}
+
+// Run drives the gateway for o.Duration and returns what it measured.
+// Progress lines and notes go to status. It starts (and stops) its own
+// psagate unless o.Addr is set. The error is for a run that could not be
+// made; a run that was made but saw failures returns a Report whose
+// Failed method says so.
+func Run(ctx context.Context, o Options, status io.Writer) (*Report, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	rep := &Report{Clients: o.Clients, Rate: o.Rate, Noise: o.Noise, Target: o.Addr, CPUs: runtime.NumCPU()}
+	pid, smtpAddr, httpAddr := o.PID, o.Addr, o.HTTPAddr
+	var srv *server
+	if o.Addr == "" {
+		var err error
+		if srv, err = startServer(ctx, &o, status); err != nil {
+			return nil, err
+		}
+		defer srv.cleanup()
+		pid, smtpAddr, httpAddr = srv.pid, srv.smtpAddr, srv.httpAddr
+		rep.Target = "child psagate pid " + strconv.Itoa(pid) + " smtp " + smtpAddr + " http " + httpAddr
+		if o.Keep {
+			rep.KeptDir = srv.dir
+		}
+		// If anything below fails, the child must not outlive the run.
+		defer func() {
+			select {
+			case <-srv.exited:
+			default:
+				srv.kill()
+			}
+		}()
+	}
+
+	var disk *fsyncProbe
+	if srv != nil {
+		disk = newFsyncProbe(srv.dir)
+	}
+	var rss *rssWatch
+	if pid > 0 {
+		rss = newRSSWatch(pid)
+	}
+	st := &stats{}
+	runID := strconv.FormatInt(time.Now().UnixNano(), 36)
+	pad := newPadding(o.Size)
+
+	// Every client connects and says EHLO before the clock starts, so the
+	// window measures mail, not connection set-up.
+	start := make(chan struct{})
+	stop := make(chan struct{})
+	var tokens chan struct{}
+	if o.Rate > 0 {
+		tokens = make(chan struct{}, o.Clients)
+	}
+	var ready, done sync.WaitGroup
+	for c := range o.Clients {
+		w := &worker{
+			addr: smtpAddr, st: st, tokens: tokens, stop: stop,
+			gen:  newGenerator(c, o.Clients, o.Noise, o.Size, runID, o.Rcpt, pad, uint64(time.Now().UnixNano())),
+			rcpt: o.Rcpt,
+		}
+		ready.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			w.run(&ready, start)
+		}()
+	}
+	ready.Wait()
+
+	if rss != nil {
+		rss.start()
+	}
+	if disk != nil {
+		disk.start()
+	}
+	rep.LoadAvgStart = readLoadAvg()
+	cpu0, cpuOK := int64(0), errors.New("no server pid")
+	if pid > 0 {
+		cpu0, cpuOK = readCPUTicks(pid)
+	}
+	self0, selfOK := readCPUTicks(0)
+	t0 := time.Now()
+	close(start)
+	if tokens != nil {
+		go pace(o.Rate, t0, tokens, stop, &st.missed)
+	}
+	var reporter sync.WaitGroup
+	if o.Report > 0 {
+		reporter.Add(1)
+		go func() {
+			defer reporter.Done()
+			progress(status, o.Report, t0, st, rss, pid, stop)
+		}()
+	}
+
+	timer := time.NewTimer(o.Duration)
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		fmt.Fprintln(status, "psaload: interrupted; stopping the clients")
+	}
+	timer.Stop()
+	close(stop)
+	done.Wait()
+	window := time.Since(t0)
+	reporter.Wait()
+	rep.LoadAvgEnd = readLoadAvg()
+
+	if cpuOK == nil {
+		if cpu1, err := readCPUTicks(pid); err == nil {
+			v := float64(cpu1-cpu0) / clockTicks / window.Seconds() * 100
+			rep.ServerCPUPercent = &v
+		}
+	}
+	if selfOK == nil {
+		if self1, err := readCPUTicks(0); err == nil {
+			v := float64(self1-self0) / clockTicks / window.Seconds() * 100
+			rep.ClientCPUPercent = &v
+		}
+	}
+	if rss != nil {
+		rep.RSS = rss.finish()
+	}
+	if disk != nil {
+		rep.Fsync = disk.finish()
+	}
+	rep.fill(st, window, o.Duration)
+
+	if httpAddr != "" {
+		hc := &http.Client{Timeout: 5 * time.Second}
+		m, err := fetchMetrics(ctx, hc, httpAddr, backlogMetrics)
+		if err != nil {
+			rep.Notes = append(rep.Notes, "backlog not read: "+err.Error())
+		} else {
+			rep.Backlog = backlogOf(m)
+			rep.Drain = drain(ctx, hc, httpAddr, o.DrainTimeout, m)
+		}
+	}
+	if srv != nil {
+		stopStart := time.Now()
+		if err := srv.stop(40 * time.Second); err != nil {
+			rep.Notes = append(rep.Notes, err.Error())
+			rep.ServerFailed = true
+		}
+		rep.StopSeconds = time.Since(stopStart).Seconds()
+		if n := srv.log.suppressedLines(); n > 0 {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("%d more psagate warning/error lines were not shown", n))
+		}
+	}
+	return rep, nil
+}
+
+// drain polls /metrics until the spool is empty or timeout passes.
+func drain(ctx context.Context, hc *http.Client, addr string, timeout time.Duration, first map[string]float64) *Drain {
+	t0 := time.Now()
+	deadline := t0.Add(timeout)
+	m := first
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for m["psagate_spool_messages"] > 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return &Drain{Seconds: time.Since(t0).Seconds(), Backlog: *backlogOf(m)}
+		case <-tick.C:
+		}
+		next, err := fetchMetrics(ctx, hc, addr, backlogMetrics)
+		if err != nil {
+			continue
+		}
+		m = next
+	}
+	return &Drain{Drained: m["psagate_spool_messages"] == 0, Seconds: time.Since(t0).Seconds(), Backlog: *backlogOf(m)}
+}
+
+func backlogOf(m map[string]float64) *Backlog {
+	return &Backlog{Spool: int64(m["psagate_spool_messages"]), Outbox: int64(m["psagate_outbox_jobs"]), Dead: int64(m["psagate_dead_jobs"])}
+}
+
+// pace hands out rate tokens on an absolute schedule: at any moment the
+// number issued is rate × elapsed time, so ticker jitter never accumulates
+// into drift. A token no client is free to take is counted as missed, not
+// saved up: a slow server shows as a shortfall, not as a burst later.
+func pace(rate float64, t0 time.Time, tokens chan<- struct{}, stop <-chan struct{}, missed *atomic.Int64) {
+	every := time.Duration(float64(time.Second) / rate)
+	every = min(max(every, time.Millisecond), 20*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var issued int64
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			due := int64(now.Sub(t0).Seconds() * rate)
+			for ; issued < due; issued++ {
+				select {
+				case tokens <- struct{}{}:
+				default:
+					missed.Add(1)
+				}
+			}
+		}
+	}
+}
+
+// progress prints one line per interval until stop.
+func progress(w io.Writer, every time.Duration, t0 time.Time, st *stats, rss *rssWatch, pid int, stop <-chan struct{}) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	prev, cur, diff := &histSnap{}, &histSnap{}, &histSnap{}
+	prevDone, prevErr := int64(0), int64(0)
+	prevT := t0
+	prevCPU, cpuErr := int64(0), errors.New("no server pid")
+	if pid > 0 {
+		prevCPU, cpuErr = readCPUTicks(pid)
+	}
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			st.hist.snapshot(cur)
+			diff.sub(cur, prev)
+			n, e := st.completed(), st.errors()
+			secs := now.Sub(prevT).Seconds()
+			line := fmt.Sprintf("psaload: t=%-6s msgs/s=%-8.1f p99=%-9s errors=%d (+%d)",
+				now.Sub(t0).Round(time.Second), float64(n-prevDone)/secs, fmtDur(diff.quantile(0.99)), e, e-prevErr)
+			if rss != nil {
+				if v := rss.current(); v > 0 {
+					line += fmt.Sprintf("  rss=%s", fmtBytes(v))
+				}
+			}
+			if cpuErr == nil {
+				if c, err := readCPUTicks(pid); err == nil {
+					line += fmt.Sprintf("  server-cpu=%.0f%%", float64(c-prevCPU)/clockTicks/secs*100)
+					prevCPU = c
+				}
+			}
+			fmt.Fprintln(w, line)
+			prev, cur = cur, prev
+			prevDone, prevErr, prevT = n, e, now
+		}
+	}
+}
+
+// rssWatch samples the server's resident memory every second.
+type rssWatch struct {
+	pid                          int
+	first, last, peak            atomic.Int64
+	anonFirst, anonLast, anonMax atomic.Int64
+	stop, done                   chan struct{}
+}
+
+func newRSSWatch(pid int) *rssWatch {
+	return &rssWatch{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (r *rssWatch) sample() {
+	v, anon, err := readRSS(r.pid)
+	if err != nil {
+		return
+	}
+	r.last.Store(v)
+	r.anonLast.Store(anon)
+	if v > r.peak.Load() {
+		r.peak.Store(v)
+	}
+	if anon > r.anonMax.Load() {
+		r.anonMax.Store(anon)
+	}
+}
+
+func (r *rssWatch) start() {
+	r.sample()
+	r.first.Store(r.last.Load())
+	r.anonFirst.Store(r.anonLast.Load())
+	go func() {
+		defer close(r.done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-r.stop:
+				return
+			case <-t.C:
+				r.sample()
+			}
+		}
+	}()
+}
+
+func (r *rssWatch) current() int64 { return r.last.Load() }
+
+// finish stops sampling and returns the figures, or nil when /proc could
+// not be read.
+func (r *rssWatch) finish() *RSS {
+	close(r.stop)
+	<-r.done
+	r.sample()
+	if r.first.Load() == 0 || r.last.Load() == 0 {
+		return nil
+	}
+	return &RSS{Start: r.first.Load(), End: r.last.Load(), Max: r.peak.Load(),
+		AnonStart: r.anonFirst.Load(), AnonEnd: r.anonLast.Load(), AnonMax: r.anonMax.Load()}
+}
+
+// worker is one SMTP client: one connection at a time, many messages on it.
+type worker struct {
+	addr   string
+	rcpt   string
+	st     *stats
+	gen    *generator
+	tokens <-chan struct{}
+	stop   <-chan struct{}
+
+	c   net.Conn
+	r   *bufio.Reader
+	cmd []byte
+}
+
+const (
+	ioTimeout = 60 * time.Second
+	redialGap = 100 * time.Millisecond
+)
+
+func (w *worker) run(ready *sync.WaitGroup, start <-chan struct{}) {
+	if err := w.connect(); err != nil {
+		w.st.outcomes[outConnErr].Add(1)
+		w.st.sample("connect", nil, err)
+	}
+	ready.Done()
+	<-start
+	defer w.quit()
+	for {
+		select {
+		case <-w.stop:
+			return
+		default:
+		}
+		if w.c == nil {
+			if err := w.connect(); err != nil {
+				w.st.outcomes[outConnErr].Add(1)
+				w.st.sample("connect", nil, err)
+				// A pause, or a refused dial would spin.
+				select {
+				case <-w.stop:
+					return
+				case <-time.After(redialGap):
+				}
+				continue
+			}
+		}
+		if w.tokens != nil {
+			select {
+			case <-w.stop:
+				return
+			case <-w.tokens:
+			}
+		}
+		if !w.send() {
+			w.close()
+		}
+	}
+}
+
+func (w *worker) connect() error {
+	c, err := net.DialTimeout("tcp", w.addr, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	w.st.conns.Add(1)
+	_ = c.SetDeadline(time.Now().Add(ioTimeout))
+	if w.r == nil {
+		w.r = bufio.NewReaderSize(c, 4096)
+	} else {
+		w.r.Reset(c)
+	}
+	w.c = c
+	code, line, err := w.reply()
+	if err == nil && code != 220 {
+		err = fmt.Errorf("greeting %q", bytes.TrimSpace(line))
+	}
+	if err == nil {
+		code, line, err = w.command(cmdEHLO)
+		if err == nil && code != 250 {
+			err = fmt.Errorf("EHLO answered %q", bytes.TrimSpace(line))
+		}
+	}
+	if err != nil {
+		w.close()
+		return err
+	}
+	return nil
+}
+
+func (w *worker) close() {
+	if w.c != nil {
+		w.c.Close()
+		w.c = nil
+	}
+}
+
+func (w *worker) quit() {
+	if w.c == nil {
+		return
+	}
+	_ = w.c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _, _ = w.command(cmdQUIT)
+	w.close()
+}
+
+// send runs one mail transaction. It returns false when the connection
+// must be dropped (an I/O error, or the server ended the session).
+func (w *worker) send() bool {
+	_ = w.c.SetDeadline(time.Now().Add(ioTimeout))
+	w.cmd = append(append(append(w.cmd[:0], "MAIL FROM:<"...), envFrom...), ">\r\n"...)
+	if ok, keep := w.step("MAIL", 250); !ok {
+		return keep
+	}
+	w.cmd = append(append(append(w.cmd[:0], "RCPT TO:<"...), w.rcpt...), ">\r\n"...)
+	if ok, keep := w.step("RCPT", 250); !ok {
+		return keep
+	}
+	w.cmd = append(w.cmd[:0], "DATA\r\n"...)
+	if ok, keep := w.step("DATA", 354); !ok {
+		return keep
+	}
+	kind, msg := w.gen.next(time.Now())
+	if _, err := w.c.Write(msg); err != nil {
+		w.connErr("message", err)
+		return false
+	}
+	// The clock runs from the moment the final "\r\n.\r\n" is written to
+	// the reply: for a queued message, the spool commit's fsync is in it.
+	t := time.Now()
+	code, line, err := w.reply()
+	lat := time.Since(t)
+	w.st.kinds[kind].Add(1)
+	w.st.bytes.Add(int64(len(msg)))
+	if err != nil {
+		w.connErr("end of DATA", err)
+		return false
+	}
+	w.st.hist.record(lat)
+	switch {
+	case code == 250 && bytes.Contains(line, []byte("Queued as")):
+		w.st.outcomes[outQueued].Add(1)
+	case code == 250 && bytes.Contains(line, []byte("discarded")):
+		w.st.outcomes[outDiscarded].Add(1)
+	case code == 250 && bytes.Contains(line, []byte("Already queued")):
+		w.st.outcomes[outDuplicate].Add(1)
+	case code >= 200 && code < 300:
+		w.st.outcomes[outOther2xx].Add(1)
+	default:
+		return w.refused("end of DATA", code, line)
+	}
+	return true
+}
+
+// step sends w.cmd and checks the reply code; ok is false when the
+// transaction is over, keep false when the connection is too.
+func (w *worker) step(stage string, want int) (ok, keep bool) {
+	code, line, err := w.command(w.cmd)
+	if err != nil {
+		w.connErr(stage, err)
+		return false, false
+	}
+	if code == want {
+		return true, true
+	}
+	keep = w.refused(stage, code, line)
+	if keep {
+		// Leave the half-made transaction so the next MAIL is accepted.
+		if _, _, err := w.command(cmdRSET); err != nil {
+			return false, false
+		}
+	}
+	return false, keep
+}
+
+// refused counts a 4xx/5xx (or unexpected) reply; it returns whether the
+// connection can carry on (421 ends the session).
+func (w *worker) refused(stage string, code int, line []byte) bool {
+	switch {
+	case code >= 400 && code < 500:
+		w.st.outcomes[out4xx].Add(1)
+	case code >= 500 && code < 600:
+		w.st.outcomes[out5xx].Add(1)
+	default:
+		w.st.outcomes[outConnErr].Add(1)
+	}
+	w.st.sample(stage, line, nil)
+	return code != 421 && code >= 400 && code < 600
+}
+
+func (w *worker) connErr(stage string, err error) {
+	w.st.outcomes[outConnErr].Add(1)
+	w.st.sample(stage, nil, err)
+}
+
+var (
+	cmdEHLO = []byte("EHLO psaload.localdomain\r\n")
+	cmdRSET = []byte("RSET\r\n")
+	cmdQUIT = []byte("QUIT\r\n")
+)
+
+// command writes a command line and reads the reply.
+func (w *worker) command(cmd []byte) (int, []byte, error) {
+	if _, err := w.c.Write(cmd); err != nil {
+		return 0, nil, err
+	}
+	return w.reply()
+}
+
+// reply reads one SMTP reply, all its lines, and returns its code and last
+// line (valid until the next read).
+func (w *worker) reply() (int, []byte, error) {
+	for {
+		line, err := w.r.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return 0, nil, errors.New("reply line longer than 4096 bytes")
+			}
+			return 0, nil, err
+		}
+		if len(line) < 4 || line[0] < '0' || line[0] > '9' || line[1] < '0' || line[1] > '9' || line[2] < '0' || line[2] > '9' {
+			return 0, nil, fmt.Errorf("not an SMTP reply: %q", bytes.TrimSpace(line))
+		}
+		if line[3] == '-' {
+			continue
+		}
+		return int(line[0]-'0')*100 + int(line[1]-'0')*10 + int(line[2]-'0'), line, nil
+	}
+}
+
+// fsyncProbe writes and fsyncs a small file beside the server's state four
+// times a second during the load. The disk is shared with the server (and,
+// on a busy machine, with everything else): when the durable-acceptance
+// latency has outliers, this tells whether the disk itself stalled.
+type fsyncProbe struct {
+	path       string
+	hist       histogram
+	err        error
+	stop, done chan struct{}
+}
+
+func newFsyncProbe(dir string) *fsyncProbe {
+	return &fsyncProbe{path: filepath.Join(dir, "fsync-probe"), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (p *fsyncProbe) start() {
+	go func() {
+		defer close(p.done)
+		f, err := os.OpenFile(p.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			p.err = err
+			return
+		}
+		defer os.Remove(p.path)
+		defer f.Close()
+		block := make([]byte, 4096)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for i := int64(0); ; i++ {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+			}
+			t0 := time.Now()
+			if _, err := f.WriteAt(block, (i%16)*4096); err != nil {
+				p.err = err
+				return
+			}
+			if err := f.Sync(); err != nil {
+				p.err = err
+				return
+			}
+			p.hist.record(time.Since(t0))
+		}
+	}()
+}
+
+func (p *fsyncProbe) finish() *Fsync {
+	close(p.stop)
+	<-p.done
+	var s histSnap
+	p.hist.snapshot(&s)
+	if p.err != nil || s.total == 0 {
+		return nil
+	}
+	return &Fsync{Samples: int64(s.total), P50: ms(s.quantile(0.5)), P99: ms(s.quantile(0.99)), Max: ms(time.Duration(s.max))}
+}
