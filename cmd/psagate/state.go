@@ -56,8 +56,8 @@ func (d *direct) Incidents(open bool, n int) ([]*store.Incident, error) {
 	return app.ReadIncidents(d.db, open, n)
 }
 func (d *direct) Audit(f app.AuditFilter) ([]*store.AuditEntry, error) { return app.ReadAudit(d.db, f) }
-func (d *direct) Close()                                              { d.db.Close() }
-func (d *direct) Via() string                                         { return "database " + d.db.Path() }
+func (d *direct) Close()                                               { d.db.Close() }
+func (d *direct) Via() string                                          { return "database " + d.db.Path() }
 
 type remote struct {
 	base string

@@ -220,9 +220,11 @@ func Run(ctx context.Context, o Options, status io.Writer) (*Report, error) {
 	}
 
 	timer := time.NewTimer(o.Duration)
+	interrupted := false
 	select {
 	case <-timer.C:
 	case <-ctx.Done():
+		interrupted = true
 		fmt.Fprintln(status, "psaload: interrupted; stopping the clients")
 	}
 	timer.Stop()
@@ -251,15 +253,21 @@ func Run(ctx context.Context, o Options, status io.Writer) (*Report, error) {
 		rep.Fsync = disk.finish()
 	}
 	rep.fill(st, window, o.Duration)
+	if interrupted {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("interrupted after %s of %s", window.Round(time.Second), o.Duration))
+	}
 
 	if httpAddr != "" {
+		// An interrupted run still reports its backlog: the drain has its
+		// own time limit.
+		post := context.WithoutCancel(ctx)
 		hc := &http.Client{Timeout: 5 * time.Second}
-		m, err := fetchMetrics(ctx, hc, httpAddr, backlogMetrics)
+		m, err := fetchMetrics(post, hc, httpAddr, backlogMetrics)
 		if err != nil {
 			rep.Notes = append(rep.Notes, "backlog not read: "+err.Error())
 		} else {
 			rep.Backlog = backlogOf(m)
-			rep.Drain = drain(ctx, hc, httpAddr, o.DrainTimeout, m)
+			rep.Drain = drain(post, hc, httpAddr, o.DrainTimeout, m)
 		}
 	}
 	if srv != nil {
@@ -284,11 +292,7 @@ func drain(ctx context.Context, hc *http.Client, addr string, timeout time.Durat
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for m["psagate_spool_messages"] > 0 && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return &Drain{Seconds: time.Since(t0).Seconds(), Backlog: *backlogOf(m)}
-		case <-tick.C:
-		}
+		<-tick.C
 		next, err := fetchMetrics(ctx, hc, addr, backlogMetrics)
 		if err != nil {
 			continue

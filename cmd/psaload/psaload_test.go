@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -66,7 +71,7 @@ func TestRunAgainstBuiltServer(t *testing.T) {
 }
 
 func TestGeneratorMessages(t *testing.T) {
-	for _, size := range []int{0, 600, 4096, 100000} {
+	for _, size := range []int{0, 600, 4096, 20000} {
 		pad := newPadding(size)
 		const clients = 3
 		g := newGenerator(1, clients, 0.3, size, "run", "load@alerts.example.net", pad, 42)
@@ -220,5 +225,118 @@ func TestFlags(t *testing.T) {
 		if code := run(tc.args, &out, &errb); code != tc.code || !strings.Contains(errb.String(), tc.msg) {
 			t.Errorf("run(%q) = %d, stderr %q; want %d and %q", tc.args, code, errb.String(), tc.code, tc.msg)
 		}
+	}
+}
+
+// fakeSMTP answers every fourth end of DATA with 451, 550 and 421 (closing
+// the connection) in turn, the others with 250 Queued.
+func fakeSMTP(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var n atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				io.WriteString(c, "220 fake ESMTP\r\n")
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					switch cmd := strings.ToUpper(strings.Fields(line + " x")[0]); cmd {
+					case "EHLO":
+						io.WriteString(c, "250-fake\r\n250 PIPELINING\r\n")
+					case "DATA":
+						io.WriteString(c, "354 go ahead\r\n")
+						for {
+							l, err := r.ReadString('\n')
+							if err != nil {
+								return
+							}
+							if l == ".\r\n" {
+								break
+							}
+						}
+						switch n.Add(1) % 4 {
+						case 1:
+							io.WriteString(c, "451 4.3.0 try again later\r\n")
+						case 2:
+							io.WriteString(c, "550 5.7.1 refused\r\n")
+						case 3:
+							io.WriteString(c, "421 4.7.0 closing\r\n")
+							return
+						default:
+							io.WriteString(c, "250 2.0.0 Queued as X\r\n")
+						}
+					case "QUIT":
+						io.WriteString(c, "221 bye\r\n")
+						return
+					default:
+						io.WriteString(c, "250 ok\r\n")
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestRefusalsAreCountedAndFailTheRun(t *testing.T) {
+	addr := fakeSMTP(t)
+	rep, err := Run(context.Background(), Options{Duration: 300 * time.Millisecond, Clients: 2, Size: 1000, Addr: addr}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := rep.Outcomes
+	if o.Queued == 0 || o.Temp4xx == 0 || o.Perm5xx == 0 {
+		t.Errorf("outcomes %+v: want queued, 4xx and 5xx", o)
+	}
+	if o.ErrorsTotal != o.Temp4xx+o.Perm5xx+o.ConnErrors || !rep.Failed() {
+		t.Errorf("errors_total %d, failed %v for %+v", o.ErrorsTotal, rep.Failed(), o)
+	}
+	if rep.Connections <= 2 {
+		t.Errorf("%d connections: the clients did not reconnect after 421", rep.Connections)
+	}
+	if rep.RSS != nil || rep.Backlog != nil {
+		t.Errorf("RSS %+v and backlog %+v measured without -pid and -http", rep.RSS, rep.Backlog)
+	}
+	if len(rep.ErrorSamples) == 0 || !strings.Contains(strings.Join(rep.ErrorSamples, "|"), "451 4.3.0 try again later") {
+		t.Errorf("error samples %q", rep.ErrorSamples)
+	}
+}
+
+func TestStderrWatch(t *testing.T) {
+	var fwd bytes.Buffer
+	w := newStderrWatch(&fwd)
+	line := `time=2025-02-11T13:00:00.000Z level=INFO msg="psagate started" smtp=127.0.0.1:41567 http=127.0.0.1:37981 state=/tmp/x/state/psagate.db rules=12` + "\n"
+	// Written in two pieces, as a pipe may deliver it.
+	w.Write([]byte(line[:40]))
+	w.Write([]byte(line[40:]))
+	select {
+	case a := <-w.started:
+		if a != [2]string{"127.0.0.1:41567", "127.0.0.1:37981"} {
+			t.Errorf("addresses %q", a)
+		}
+	default:
+		t.Fatal("the started line was not recognised")
+	}
+	for i := range forwardLines + 5 {
+		fmt.Fprintf(w, "time=x level=WARN msg=\"slow\" n=%d\n", i)
+	}
+	if got := strings.Count(fwd.String(), "psagate: "); got != forwardLines || w.suppressedLines() != 5 {
+		t.Errorf("forwarded %d lines and suppressed %d; want %d and 5", got, w.suppressedLines(), forwardLines)
+	}
+	if strings.Contains(fwd.String(), "level=INFO") {
+		t.Error("an info line was forwarded")
 	}
 }

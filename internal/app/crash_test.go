@@ -12,10 +12,12 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	cwfake "psagate/internal/psa/connectwise/fake"
 	"psagate/internal/store"
 	"psagate/internal/testutil"
 )
@@ -269,3 +271,128 @@ func (f *fatalTB) Helper()                   {}
 func (f *fatalTB) Cleanup(func())            {}
 func (f *fatalTB) Fatal(args ...any)         { panic(fmt.Sprint(args...)) }
 func (f *fatalTB) Fatalf(s string, a ...any) { panic(fmt.Sprintf(s, a...)) }
+
+// restartable is a `psagate serve` child that a chaos loop kills and
+// restarts; senders always dial the current instance.
+type restartable struct {
+	t   *testing.T
+	cfg string
+	mu  sync.Mutex
+	cur *child
+}
+
+func (r *restartable) addr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur.smtp
+}
+
+func (r *restartable) killAndRestart() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cur.kill()
+	r.cur = startChild(r.t, r.cfg)
+}
+
+// TestRepeatedKillsWithSlowPSA kills `psagate serve` with SIGKILL again
+// and again while 500 messages flow and the PSA answers slowly; after the
+// final restart every ticket, note and close that the messages imply exists
+// exactly once on the PSA.
+func TestRepeatedKillsWithSlowPSA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED in -short mode: runs a gateway process through repeated SIGKILLs")
+	}
+	fk := cwfake.Start(cwfake.DefaultConfig())
+	defer fk.Close()
+	// Every PSA call takes 30 ms: kills land while calls are in flight.
+	fk.Inject(cwfake.Fault{Delay: 30 * time.Millisecond, Times: 1 << 30})
+	dir := t.TempDir()
+	cfg := cwConfig(t, fk, dir, "[deliver.connectwise]\nrate_per_minute = 100000\nconcurrency = 8\n")
+	data := strings.Replace(string(readAll(t, cfg)), `level = "warn"`, `level = "info"`, 1)
+	os.WriteFile(cfg, []byte(data), 0o600)
+
+	r := &restartable{t: t, cfg: cfg}
+	r.cur = startChild(t, cfg)
+
+	const devices = 125 // x 4 messages: fail, fail, fail, ok = 500
+	// A kill after every 100th acknowledged message, wherever the gateway
+	// is at that moment (accepting, processing, calling the PSA).
+	killNow := make(chan struct{}, 8)
+	var acks atomic.Int64
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range work {
+				dev := fmt.Sprintf("PVC-SRV-C%03d", d)
+				for n, kind := range []string{"fail", "fail", "fail", "ok"} {
+					raw := x360(dev, kind, n)
+					// An MTA retries until it gets a 250: so do we.
+					for {
+						if reply := sendNoFatal(r.addr(), raw); strings.HasPrefix(reply, "250") {
+							break
+						}
+						time.Sleep(20 * time.Millisecond)
+					}
+					if acks.Add(1)%100 == 0 {
+						killNow <- struct{}{}
+					}
+				}
+			}
+		}()
+	}
+	kills := 0
+	chaos := make(chan struct{})
+	go func() {
+		defer close(chaos)
+		for range killNow {
+			r.killAndRestart()
+			kills++
+		}
+	}()
+	for d := 0; d < devices; d++ {
+		work <- d
+	}
+	close(work)
+	wg.Wait()
+	close(killNow) // the 500th ack queued one more kill, while delivery is under way
+	<-chaos
+	t.Logf("%d SIGKILLs during the run", kills)
+	if kills != 5 {
+		t.Fatalf("only %d kills happened; the test did not exercise restarts", kills)
+	}
+	waitFor(t, "delivery after the final restart", 90*time.Second, func() bool {
+		var q QueueView
+		return r.cur.getJSON("/admin/queue", &q) == nil && len(q.Outbox) == 0 && len(fk.Tickets()) >= devices
+	})
+	var q QueueView
+	if err := r.cur.getJSON("/admin/queue", &q); err != nil || len(q.Dead) != 0 {
+		t.Fatalf("dead letters after the run: %v %+v", err, q.Dead)
+	}
+	searches, lost := 0, 0
+	for _, rq := range fk.Requests() {
+		if rq.Method == "GET" && rq.APIPath == "/service/tickets" && strings.Contains(rq.Query.Get("conditions"), "externalXRef") {
+			searches++
+		}
+		if rq.Status == 0 {
+			lost++
+		}
+	}
+	t.Logf("PSA saw %d requests cut off by a kill and %d retry searches by external reference", lost, searches)
+	perDevice := map[string]int{}
+	for _, tk := range fk.Tickets() {
+		dev := tk.Summary[:strings.Index(tk.Summary, ":")]
+		perDevice[dev]++
+		// initialDescription + 2 repeat notes + 1 resolution note.
+		if len(tk.Notes) != 4 || !tk.ClosedFlag {
+			t.Errorf("ticket %d %s: %d notes, closed=%v; want 4 notes and closed", tk.ID, dev, len(tk.Notes), tk.ClosedFlag)
+		}
+	}
+	for d := 0; d < devices; d++ {
+		if dev := fmt.Sprintf("PVC-SRV-C%03d", d); perDevice[dev] != 1 {
+			t.Errorf("%s has %d tickets, want exactly 1", dev, perDevice[dev])
+		}
+	}
+}
