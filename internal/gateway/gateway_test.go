@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"psagate/internal/config"
+	"psagate/internal/message"
+	"psagate/internal/rules"
+	"psagate/internal/store"
+)
+
+func testSnapshot(t *testing.T) *Snapshot {
+	t.Helper()
+	cfg, err := config.Parse("t.toml", []byte("[smtp]\naccept_domains = [\"alerts.example.net\"]\n[[client]]\nname = \"acme\"\nrecipients = [\"acme@alerts.example.net\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.Compile([]rules.File{{Name: "t.toml", Data: []byte(`
+[[rule]]
+name = "noise"
+[rule.if]
+subject_contains = ["heartbeat"]
+[rule.then]
+action = "drop"
+
+[[rule]]
+name = "spam"
+[rule.if]
+subject_contains = ["buy now"]
+[rule.then]
+action = "reject"
+text = "Not an alert"
+
+[[rule]]
+name = "fail"
+[rule.if]
+subject_contains = ["Failed:"]
+[rule.extract]
+device = 'Failed: (?P<device>\S+)'
+[rule.then]
+action = "ticket"
+check = "backup"
+summary = "{device} failed"
+`)}}, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewSnapshot(cfg, rs)
+}
+
+func openDB(t *testing.T) *store.DB {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "s.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+var env = message.Envelope{MailFrom: "bdr@x.example", RcptTo: []string{"acme@alerts.example.net"}}
+
+func mail(subject string) []byte {
+	return []byte("From: bdr@x.example\r\nTo: acme@alerts.example.net\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject + "@x>\r\n\r\nbody\r\n")
+}
+
+func TestAcceptRepliesAfterSpoolCommit(t *testing.T) {
+	db := openDB(t)
+	defer db.Close()
+	g := New(testSnapshot(t), Options{DB: db})
+	r := g.Accept(context.Background(), mail("Failed: SRV1"), env)
+	if r.Code != 250 || !strings.HasPrefix(r.Text, "Queued as ") {
+		t.Fatalf("reply %+v", r)
+	}
+	id := strings.TrimPrefix(r.Text, "Queued as ")
+	// The reply came after the commit: the message is in the spool now.
+	var spooled []*store.SpoolEntry
+	_ = db.View(func(tx *store.Tx) error { spooled, _ = tx.SpoolHead(10); return nil })
+	if len(spooled) != 1 || spooled[0].ID != id || !bytes.Equal(spooled[0].Raw, mail("Failed: SRV1")) {
+		t.Fatalf("spool = %+v", spooled)
+	}
+	// An SMTP retry of the same message is recognised.
+	r2 := g.Accept(context.Background(), mail("Failed: SRV1"), env)
+	if r2.Code != 250 || !strings.Contains(r2.Text, "Already queued as "+id) {
+		t.Fatalf("retry reply %+v", r2)
+	}
+	// Drops and rejects are answered without touching the spool.
+	if r := g.Accept(context.Background(), mail("heartbeat"), env); r.Code != 250 || !strings.Contains(r.Text, `discarded by rule "noise"`) {
+		t.Fatalf("drop reply %+v", r)
+	}
+	if r := g.Accept(context.Background(), mail("buy now"), env); r.Code != 550 || !strings.HasPrefix(r.Text, "Not an alert") {
+		t.Fatalf("reject reply %+v", r)
+	}
+	_ = db.View(func(tx *store.Tx) error { spooled, _ = tx.SpoolHead(10); return nil })
+	if len(spooled) != 1 {
+		t.Fatalf("spool holds %d, want 1", len(spooled))
+	}
+	// Processing moves it out of the spool in the transaction that records it.
+	n, err := g.ProcessSpool(context.Background(), 10)
+	if err != nil || n != 1 {
+		t.Fatalf("processed %d, %v", n, err)
+	}
+	var incs []*store.Incident
+	_ = db.View(func(tx *store.Tx) error { spooled, _ = tx.SpoolHead(10); incs, _ = tx.OpenIncidents(); return nil })
+	if len(spooled) != 0 || len(incs) != 1 || incs[0].Key != "acme/SRV1/backup" || incs[0].Summary != "SRV1 failed" {
+		t.Fatalf("after processing: spool %d, incidents %+v", len(spooled), incs)
+	}
+	g.CloseAudit()
+}
+
+func TestAcceptWithoutDurableStorageIs451(t *testing.T) {
+	db := openDB(t)
+	g := New(testSnapshot(t), Options{DB: db})
+	db.Close() // the disk went away
+	r := g.Accept(context.Background(), mail("Failed: SRV2"), env)
+	if r.Code != 451 {
+		t.Fatalf("reply %+v, want 451 so the sender keeps the message and retries", r)
+	}
+}
+
+func TestDedupeKey(t *testing.T) {
+	a := []byte("Received: by relay1\r\nMessage-ID: <x@y>\r\n\r\nbody\r\n")
+	b := []byte("Received: by relay2\r\nMessage-ID: <x@y>\r\n\r\nbody\r\n")
+	c := []byte("Received: by relay1\r\nMessage-ID: <x@y>\r\n\r\nother body\r\n")
+	if !bytes.Equal(DedupeKey("x@y", a), DedupeKey("x@y", b)) {
+		t.Error("same Message-ID and body through another relay is not recognised")
+	}
+	if bytes.Equal(DedupeKey("x@y", a), DedupeKey("x@y", c)) {
+		t.Error("a different body with a reused Message-ID counted as a duplicate")
+	}
+	if bytes.Equal(DedupeKey("", a), DedupeKey("", b)) {
+		t.Error("without Message-ID the whole message must identify it")
+	}
+}
+
+func TestNewIDSortsByTime(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a, b := NewID(t0), NewID(t0.Add(time.Second))
+	if len(a) != 16 || a >= b || NewID(t0) == a {
+		t.Fatalf("ids %q %q", a, b)
+	}
+}
