@@ -88,7 +88,7 @@ func cmdClients(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, cfgPath, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := config.LoadWithoutSecrets(*cfgPath)
 	if err != nil {
 		return err
 	}

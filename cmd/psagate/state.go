@@ -133,7 +133,7 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "usage: psagate queue -config FILE list|retry ID|retry-dead|drop ID")
 		return errUsage
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := config.LoadWithoutSecrets(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func cmdIncidents(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, cfgPath, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := config.LoadWithoutSecrets(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -273,7 +273,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 	if *since > 0 {
 		f.Since = time.Now().Add(-*since)
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := config.LoadWithoutSecrets(*cfgPath)
 	if err != nil {
 		return err
 	}

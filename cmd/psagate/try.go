@@ -55,7 +55,7 @@ func cmdTry(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "psagate try: give one or more .eml files")
 		return errUsage
 	}
-	snap, err := app.LoadSnapshot(*cfgPath)
+	snap, err := app.LoadSnapshotWithoutSecrets(*cfgPath)
 	if err != nil {
 		return err
 	}

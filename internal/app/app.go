@@ -67,7 +67,17 @@ type App struct {
 
 // LoadSnapshot reads the config and its rules.
 func LoadSnapshot(cfgPath string) (*gateway.Snapshot, error) {
-	cfg, err := config.Load(cfgPath)
+	return loadSnapshot(cfgPath, config.Load)
+}
+
+// LoadSnapshotWithoutSecrets is LoadSnapshot for `try`, which never calls a
+// PSA: it works without the PSA keys in the environment.
+func LoadSnapshotWithoutSecrets(cfgPath string) (*gateway.Snapshot, error) {
+	return loadSnapshot(cfgPath, config.LoadWithoutSecrets)
+}
+
+func loadSnapshot(cfgPath string, load func(string) (*config.Config, error)) (*gateway.Snapshot, error) {
+	cfg, err := load(cfgPath)
 	if err != nil {
 		return nil, err
 	}

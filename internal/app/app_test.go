@@ -278,6 +278,10 @@ func TestMetricsAndHealth(t *testing.T) {
 	testutil.SendMail(t, h.app.SMTPAddr(), "bdr1@pinecrest-vet.example", []string{"pinecrest@alerts.example.net"}, fail)
 	testutil.SendMail(t, h.app.SMTPAddr(), "bdr1@pinecrest-vet.example", []string{"pinecrest@alerts.example.net"}, noise)
 	testutil.SendMail(t, h.app.SMTPAddr(), "bdr1@pinecrest-vet.example", []string{"someone@elsewhere.example"}, noise)
+	ooo := []byte("From: office@pinecrest-vet.example\r\nTo: pinecrest@alerts.example.net\r\nSubject: Automatic reply: Backup report\r\nAuto-Submitted: auto-replied\r\nMessage-ID: <m3@test>\r\n\r\nI am out of the office.\r\n")
+	if r := testutil.SendMail(t, h.app.SMTPAddr(), "office@pinecrest-vet.example", []string{"pinecrest@alerts.example.net"}, ooo); !strings.Contains(r, "discarded") {
+		t.Fatalf("out-of-office reply: %q", r)
+	}
 	waitFor(t, "delivery", 10*time.Second, func() bool { return idle(h.app.DB) })
 	body := get(t, base+"/metrics")
 	for _, name := range []string{
@@ -294,6 +298,9 @@ func TestMetricsAndHealth(t *testing.T) {
 	m := h.app.Metrics
 	if v := value(m.MessagesReceived.WithLabelValues("queued")); v != 2 {
 		t.Errorf("queued = %v, want 2", v)
+	}
+	if v := value(m.MessagesReceived.WithLabelValues("dropped")); v != 1 {
+		t.Errorf("dropped = %v, want 1 (the out-of-office reply)", v)
 	}
 	if v := value(m.Decisions.WithLabelValues("close", "no-op")); v != 1 {
 		t.Errorf("close no-op decisions = %v, want 1 (a restore with nothing open)", v)

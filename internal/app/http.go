@@ -44,16 +44,42 @@ func (a *App) httpHandler() http.Handler {
 	return mux
 }
 
+// loopbackOnly lets through requests from this host only: over loopback,
+// or to a non-loopback listen address from that same address (the CLI on
+// the gateway's own machine when http.listen names one interface).
 func loopbackOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		ip, perr := netip.ParseAddr(host)
-		if err != nil || perr != nil || !ip.Unmap().IsLoopback() {
-			http.Error(w, "the admin API answers loopback clients only", http.StatusForbidden)
+		if !fromThisHost(r) {
+			http.Error(w, "the admin API answers clients on this host only", http.StatusForbidden)
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+func fromThisHost(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	if ip.IsLoopback() {
+		return true
+	}
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	lhost, _, err := net.SplitHostPort(local.String())
+	if err != nil {
+		return false
+	}
+	lip, err := netip.ParseAddr(lhost)
+	return err == nil && lip.Unmap() == ip
 }
 
 // Readiness reports why the gateway is not ready, or nothing.

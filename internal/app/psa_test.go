@@ -192,7 +192,9 @@ func TestSamplesOnAutotask(t *testing.T) {
 		t.Run(filepath.Base(filepath.Dir(set))+"/"+filepath.Base(set), func(t *testing.T) {
 			fk := atfake.Start(atfake.DefaultConfig())
 			defer fk.Close()
-			cfg := withPSA(t, t.TempDir(), psaTOML("psa", fk.Settings()), "")
+			// The default rate (60 jobs a minute, well inside Autotask's
+			// hourly threshold) would make this test take a minute.
+			cfg := withPSA(t, t.TempDir(), psaTOML("psa", fk.Settings())+"[deliver.autotask]\nrate_per_minute = 100000\n", "")
 			h := startApp(t, cfg, Options{})
 			rows := testutil.ReadExpected(t, set)
 			sendRows(t, h, set, rows)
@@ -228,7 +230,7 @@ recipients = ["acme@alerts.example.net"]
 provider = "autotask"
 autotask.company_id = 501
 `
-	cfg := withPSA(t, t.TempDir(), psaTOML("psa", org), clients)
+	cfg := withPSA(t, t.TempDir(), psaTOML("psa", org)+"[deliver.autotask]\nrate_per_minute = 100000\n", clients)
 	h := startApp(t, cfg, Options{})
 	mail := func(to, dev string) []byte {
 		return []byte(fmt.Sprintf("From: bdr@x.example\r\nTo: %s\r\nSubject: [BDR] Failed Backup: %s\r\nMessage-ID: <%s@x>\r\n\r\nx360Recover alert from appliance BDR\r\n", to, dev, dev))

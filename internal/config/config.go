@@ -255,8 +255,22 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data)
 }
 
+// LoadWithoutSecrets is Load for commands that never call a PSA or accept
+// logins (try, queue, incidents, audit, clients): secret references are
+// not resolved, so those commands work without the PSA keys in their
+// environment. Secret values in the result are empty.
+func LoadWithoutSecrets(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return parse(path, data, false)
+}
+
 // Parse is Load for data already read; path is used in errors.
-func Parse(path string, data []byte) (*Config, error) {
+func Parse(path string, data []byte) (*Config, error) { return parse(path, data, true) }
+
+func parse(path string, data []byte, secrets bool) (*Config, error) {
 	var raw rawConfig
 	md, err := toml.Decode(string(data), &raw)
 	if err != nil {
@@ -266,7 +280,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		}
 		return nil, Errors{{File: path, Msg: err.Error()}}
 	}
-	l := &loader{file: path, ix: tomlpos.New(data), lines: map[string]int{}}
+	l := &loader{file: path, ix: tomlpos.New(data), lines: map[string]int{}, noSecrets: !secrets}
 	for _, k := range md.Undecoded() {
 		ks := k.String()
 		if l.underFreeForm(ks) {
@@ -328,8 +342,9 @@ type loader struct {
 	file    string
 	ix      *tomlpos.Index
 	errs    Errors
-	lines   map[string]int
-	pending []pendingSecret
+	lines     map[string]int
+	pending   []pendingSecret
+	noSecrets bool
 }
 
 type pendingSecret struct {
@@ -556,6 +571,9 @@ func (l *loader) smtp(s *SMTP) {
 			l.errf(base+".password", "user %q has no password", u.Name)
 			continue
 		}
+		if l.noSecrets {
+			continue
+		}
 		v, err := resolveSecret(u.Password.ref)
 		if err != nil {
 			l.errf(base+".password", "%v", err)
@@ -614,8 +632,8 @@ func (l *loader) rules(r *Rules) {
 // 10,000 requests/hour per database and 3 concurrent requests per integration.
 var defaultLimits = map[string]ProviderLimits{
 	"connectwise": {Concurrency: 4, RatePerMinute: 300},
-	"autotask":    {Concurrency: 3, RatePerMinute: 100},
-	"log":         {Concurrency: 4, RatePerMinute: 0},
+	"autotask":    {Concurrency: 3, RatePerMinute: 60},
+	"log":         {Concurrency: 16, RatePerMinute: 0},
 }
 
 func (l *loader) deliver(r rawDeliver) Deliver {
@@ -719,7 +737,7 @@ func (l *loader) psa(base string, m map[string]any, org bool) psa.Settings {
 				continue
 			}
 			if psa.IsSecretKey(full) {
-				if s == "" {
+				if s == "" || l.noSecrets {
 					continue
 				}
 				r, err := resolveSecret(s)

@@ -246,3 +246,29 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestLoadWithoutSecretsNeedsNoEnvironment(t *testing.T) {
+	os.Unsetenv("PSAGATE_TEST_UNSET")
+	path := filepath.Join(t.TempDir(), "c.toml")
+	os.WriteFile(path, []byte(`[smtp]
+accept_domains = ["a.example"]
+[[smtp.user]]
+name = "u"
+password = "env:PSAGATE_TEST_UNSET"
+[psa]
+provider = "connectwise"
+[psa.connectwise]
+private_key = "env:PSAGATE_TEST_UNSET"
+board = "B"
+`), 0o600)
+	if _, err := Load(path); err == nil {
+		t.Fatal("Load resolved nothing and did not complain")
+	}
+	cfg, err := LoadWithoutSecrets(path)
+	if err != nil {
+		t.Fatalf("LoadWithoutSecrets: %v", err)
+	}
+	if cfg.PSA.Get("connectwise.private_key") != "" || cfg.PSA.Get("connectwise.board") != "B" {
+		t.Fatalf("settings = %v", cfg.PSA)
+	}
+}

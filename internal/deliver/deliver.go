@@ -153,29 +153,54 @@ type candidate struct {
 }
 
 // dispatch starts every job that may run now and returns when the next
-// waiting job becomes due.
+// waiting job becomes due. It reads the outbox index (a few bytes a job),
+// and decodes in full only the lane heads it is about to start, so a large
+// backlog during a PSA outage costs little per wake-up.
 func (d *Deliverer) dispatch(ctx context.Context) (time.Time, error) {
 	now := d.o.Now()
-	var ready []candidate
+	lim := d.o.Limits()
 	var next time.Time
-	seen := map[uint64]bool{}
+	var started []candidate
 	err := d.o.DB.View(func(tx *store.Tx) error {
-		return tx.Jobs(func(j *store.Job) bool {
-			if seen[j.Incident] {
+		seen := map[uint64]bool{}
+		d.mu.Lock()
+		free := map[string]int{}
+		for p, pl := range lim.Providers {
+			n := pl.Concurrency - d.running[p]
+			if pl.Concurrency <= 0 {
+				n = 1 << 30
+			}
+			if _, paused := d.paused[p]; paused {
+				n = 0
+			}
+			free[p] = n
+		}
+		d.mu.Unlock()
+		var scanErr error
+		err := tx.JobHeads(func(h store.JobHead) bool {
+			if seen[h.Incident] {
 				return true // not the head of its lane
 			}
-			seen[j.Incident] = true
+			seen[h.Incident] = true
+			if h.NextTry.After(now) {
+				if next.IsZero() || h.NextTry.Before(next) {
+					next = h.NextTry
+				}
+				return true
+			}
+			if n, known := free[h.Provider]; known && n <= 0 {
+				return true // that provider is busy or paused: woken when it frees
+			}
 			d.mu.Lock()
-			busy := d.inflight[j.Incident]
+			busy := d.inflight[h.Incident]
 			d.mu.Unlock()
 			if busy {
 				return true
 			}
-			if j.NextTry.After(now) {
-				if next.IsZero() || j.NextTry.Before(next) {
-					next = j.NextTry
-				}
-				return true
+			j, err := tx.Job(h.ID)
+			if err != nil || j == nil {
+				scanErr = err
+				return err == nil
 			}
 			s := d.o.Settings(j.Client, j.Device, j.Overrides)
 			prov := s.Provider()
@@ -187,25 +212,27 @@ func (d *Deliverer) dispatch(ctx context.Context) (time.Time, error) {
 					s["provider"] = prov
 				}
 			}
-			ready = append(ready, candidate{job: j, settings: s, provider: prov})
+			if n, known := free[prov]; !known || n <= 0 {
+				if !known {
+					started = append(started, candidate{job: j, settings: s, provider: prov})
+				}
+				return true
+			}
+			free[prov]--
+			started = append(started, candidate{job: j, settings: s, provider: prov})
 			return true
 		})
+		if err != nil {
+			return err
+		}
+		return scanErr
 	})
 	if err != nil {
 		return time.Time{}, err
 	}
-	lim := d.o.Limits()
-	for _, c := range ready {
-		d.mu.Lock()
-		if _, p := d.paused[c.provider]; p {
-			d.mu.Unlock()
-			continue
-		}
+	for _, c := range started {
 		pl := lim.Providers[c.provider]
-		if pl.Concurrency > 0 && d.running[c.provider] >= pl.Concurrency {
-			d.mu.Unlock()
-			continue
-		}
+		d.mu.Lock()
 		start := now
 		if pl.RatePerMinute > 0 {
 			slot := d.nextSlot[c.provider]

@@ -71,6 +71,9 @@ func New(s *Snapshot, o Options) *Gateway {
 		auditDone: make(chan struct{}),
 	}
 	g.snap.Store(s)
+	// The audit writer runs from the start, so a drop answered before Run
+	// (or in a test without Run) is still recorded and CloseAudit returns.
+	go g.auditLoop()
 	return g
 }
 
@@ -224,7 +227,6 @@ func (g *Gateway) Run(ctx context.Context) {
 	wg.Add(2)
 	go func() { defer wg.Done(); g.spoolLoop(ctx) }()
 	go func() { defer wg.Done(); g.timerLoop(ctx) }()
-	go g.auditLoop()
 	wg.Wait()
 }
 

@@ -366,7 +366,12 @@ func (e *Engine) close(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, 
 	}
 	cur.State = store.StateClosed
 	cur.ClosedAt = ev.At
-	var jobs []*store.Job
+	// A recovery's own attachments (a passing boot screenshot) go to the
+	// ticket before it closes.
+	jobs, err := e.attachJobs(tx, ev, cur)
+	if err != nil {
+		return nil, err
+	}
 	if !cur.NoPSA {
 		j := e.job(ev, cur, store.OpClose)
 		j.NoteText, j.NoteTitle, j.NoteKind = ev.NoteText, "Resolved", psa.NoteResolution
@@ -383,7 +388,12 @@ func (e *Engine) close(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, 
 
 // job starts a job for inc.
 func (e *Engine) job(ev *Event, inc *store.Incident, op string) *store.Job {
+	prov := inc.Provider
+	if !inc.Ticket.IsZero() {
+		prov = inc.Ticket.Provider
+	}
 	return &store.Job{
+		Provider:  prov,
 		Incident:  inc.ID,
 		Op:        op,
 		Key:       inc.Key,

@@ -454,3 +454,14 @@ func TestNoteAction(t *testing.T) {
 	want(t, h.apply(n), ActionNote, EffectNoted)
 	wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", o.Incident.ID), fmt.Sprintf("note:%d", o.Incident.ID))
 }
+
+func TestAttachmentsOnClose(t *testing.T) {
+	h := newHarness(t)
+	o := h.apply(failure("acme", "XRAY2"))
+	ok := success("acme", "XRAY2")
+	ok.Attach = true
+	ok.Attachments = []message.Attachment{{Name: "pass.png", ContentType: "image/png", Data: []byte("png")}}
+	h.apply(ok)
+	id := o.Incident.ID
+	wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", id), fmt.Sprintf("attach:%d", id), fmt.Sprintf("close:%d", id))
+}

@@ -337,11 +337,69 @@ func (t *Tx) AddJob(j *Job) error {
 		// Unique per job and per database, so a retried note can be recognised.
 		j.Marker = fmt.Sprintf("%s-%d", t.db.instance, id)
 	}
-	return putJSON(ob, u64(id), j)
+	return t.PutJob(j)
 }
 
-// PutJob rewrites an outbox job.
-func (t *Tx) PutJob(j *Job) error { return putJSON(t.b(bOutbox), u64(j.ID), j) }
+// PutJob writes an outbox job and its index entry.
+func (t *Tx) PutJob(j *Job) error {
+	if err := putJSON(t.b(bOutbox), u64(j.ID), j); err != nil {
+		return err
+	}
+	return t.b(bOutboxIdx).Put(u64(j.ID), encodeHead(j))
+}
+
+// JobHead is the part of an outbox job the dispatcher needs to choose what
+// to run: reading it does not decode the job's texts and attachments.
+type JobHead struct {
+	ID       uint64
+	Incident uint64
+	NextTry  time.Time
+	Provider string // the provider it is expected to go to (a hint: delivery resolves it again)
+}
+
+func encodeHead(j *Job) []byte {
+	v := make([]byte, 16, 16+len(j.Provider))
+	binary.BigEndian.PutUint64(v, j.Incident)
+	var next uint64
+	if !j.NextTry.IsZero() {
+		next = uint64(j.NextTry.UnixNano())
+	}
+	binary.BigEndian.PutUint64(v[8:], next)
+	return append(v, j.Provider...)
+}
+
+// JobHeads calls fn for every outbox job in id order, reading only the index.
+func (t *Tx) JobHeads(fn func(JobHead) bool) error {
+	c := t.b(bOutboxIdx).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(v) < 16 {
+			return fmt.Errorf("outbox index entry %d is damaged", getU64(k))
+		}
+		h := JobHead{ID: getU64(k), Incident: getU64(v)}
+		if n := getU64(v[8:]); n != 0 {
+			h.NextTry = time.Unix(0, int64(n))
+		}
+		h.Provider = string(v[16:])
+		if !fn(h) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func (t *Tx) rebuildOutboxIndex() error {
+	if err := t.tx.DeleteBucket(bOutboxIdx); err != nil {
+		return err
+	}
+	idx, err := t.tx.CreateBucket(bOutboxIdx)
+	if err != nil {
+		return err
+	}
+	return eachJob(t.b(bOutbox), func(j *Job) bool {
+		err = idx.Put(u64(j.ID), encodeHead(j))
+		return err == nil
+	})
+}
 
 // Job returns outbox job id, or nil.
 func (t *Tx) Job(id uint64) (*Job, error) {
@@ -354,7 +412,12 @@ func (t *Tx) Job(id uint64) (*Job, error) {
 }
 
 // DeleteJob removes a finished job from the outbox.
-func (t *Tx) DeleteJob(id uint64) error { return t.b(bOutbox).Delete(u64(id)) }
+func (t *Tx) DeleteJob(id uint64) error {
+	if err := t.b(bOutboxIdx).Delete(u64(id)); err != nil {
+		return err
+	}
+	return t.b(bOutbox).Delete(u64(id))
+}
 
 // Jobs calls fn for every outbox job in id order until fn returns false.
 func (t *Tx) Jobs(fn func(*Job) bool) error { return eachJob(t.b(bOutbox), fn) }
@@ -384,7 +447,7 @@ func (t *Tx) Kill(j *Job, reason string, at time.Time) error {
 	if err := putJSON(t.b(bDead), u64(j.ID), j); err != nil {
 		return err
 	}
-	return t.b(bOutbox).Delete(u64(j.ID))
+	return t.DeleteJob(j.ID)
 }
 
 // DeadJob returns dead job id, or nil.
@@ -405,7 +468,7 @@ func (t *Tx) Revive(id uint64, now time.Time) (*Job, error) {
 		return nil, err
 	}
 	j.Attempts, j.NextTry, j.Reason, j.DeadAt, j.Created = 0, time.Time{}, "", time.Time{}, now
-	if err := putJSON(t.b(bOutbox), u64(id), j); err != nil {
+	if err := t.PutJob(j); err != nil {
 		return nil, err
 	}
 	return j, t.b(bDead).Delete(u64(id))

@@ -34,6 +34,7 @@ var (
 	bKeys       = []byte("incident_keys") // incident key -> id of its latest incident
 	bOpen       = []byte("incidents_open")
 	bOutbox     = []byte("outbox")
+	bOutboxIdx  = []byte("outbox_index") // job id -> incident, next try, provider: what the dispatcher scans
 	bDead       = []byte("dead")
 	bAudit      = []byte("audit")
 	bTimers     = []byte("timers")
@@ -41,7 +42,7 @@ var (
 	bQuarantine = []byte("quarantine")
 	bMeta       = []byte("meta")
 
-	allBuckets = [][]byte{bSpool, bSeen, bIncidents, bKeys, bOpen, bOutbox, bDead, bAudit, bTimers, bExpect, bQuarantine, bMeta}
+	allBuckets = [][]byte{bSpool, bSeen, bIncidents, bKeys, bOpen, bOutbox, bOutboxIdx, bDead, bAudit, bTimers, bExpect, bQuarantine, bMeta}
 )
 
 // ErrLocked is returned by Open when another process holds the database.
@@ -148,6 +149,13 @@ func (d *DB) checkSchema(tx *bolt.Tx, write bool) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
+			}
+		}
+		// The outbox index is derived data: rebuild it whenever it does not
+		// match the outbox (a database from before it existed, or damage).
+		if tx.Bucket(bOutboxIdx).Stats().KeyN != tx.Bucket(bOutbox).Stats().KeyN {
+			if err := d.wrap(tx).rebuildOutboxIndex(); err != nil {
+				return fmt.Errorf("rebuild outbox index: %w", err)
 			}
 		}
 	}
