@@ -339,9 +339,9 @@ type rawDevice struct {
 }
 
 type loader struct {
-	file    string
-	ix      *tomlpos.Index
-	errs    Errors
+	file      string
+	ix        *tomlpos.Index
+	errs      Errors
 	lines     map[string]int
 	pending   []pendingSecret
 	noSecrets bool

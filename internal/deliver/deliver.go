@@ -261,6 +261,15 @@ func (d *Deliverer) done(c candidate) {
 func (d *Deliverer) run(ctx context.Context, c candidate, start time.Time) {
 	defer d.wg.Done()
 	defer d.done(c)
+	defer func() {
+		// A provider bug must not take the gateway (and intake) down with
+		// it: the job goes to the dead letters where an admin sees it.
+		if r := recover(); r != nil {
+			msg := d.scrub(c.settings.Scrub(fmt.Sprint(r)))
+			d.o.Logger.Error("provider panicked; job moved to dead letters", "job", c.job.ID, "provider", c.provider, "panic", msg)
+			d.kill(c.job, "internal error in the "+c.provider+" provider: "+msg, d.o.Logger)
+		}
+	}()
 	if wait := time.Until(start); wait > 0 {
 		t := time.NewTimer(wait)
 		select {
