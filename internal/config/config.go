@@ -109,7 +109,17 @@ type Deliver struct {
 	BackoffMax    Duration                  `toml:"backoff_max"`
 	ProbeInterval Duration                  `toml:"probe_interval"`
 	Providers     map[string]ProviderLimits `toml:"-"`
+	// AttachTypes are the media types a rule may upload to a ticket
+	// ("image/*" allowed); anything else becomes a note naming the file.
+	AttachTypes []string `toml:"-"`
+	// AttachMaxBytes caps one uploaded file.
+	AttachMaxBytes int `toml:"-"`
 }
+
+// DefaultAttachTypes are what a backup alert legitimately carries:
+// screenshots, PDF and plain-text reports. Executables, scripts, archives
+// and HTML never reach a ticket from a mail.
+var DefaultAttachTypes = []string{"image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "image/tiff", "application/pdf", "text/plain", "text/csv"}
 
 // ProviderLimits bounds the calls to one provider.
 type ProviderLimits struct {
@@ -318,6 +328,8 @@ type rawDeliver struct {
 	BackoffMin    Duration        `toml:"backoff_min"`
 	BackoffMax    Duration        `toml:"backoff_max"`
 	ProbeInterval Duration        `toml:"probe_interval"`
+	AttachTypes   []string        `toml:"attach_types"`
+	AttachMax     int             `toml:"attach_max_bytes"`
 	ConnectWise   *ProviderLimits `toml:"connectwise"`
 	Autotask      *ProviderLimits `toml:"autotask"`
 	Log           *ProviderLimits `toml:"log"`
@@ -637,7 +649,19 @@ var defaultLimits = map[string]ProviderLimits{
 }
 
 func (l *loader) deliver(r rawDeliver) Deliver {
-	d := Deliver{MaxAge: r.MaxAge, BackoffMin: r.BackoffMin, BackoffMax: r.BackoffMax, ProbeInterval: r.ProbeInterval}
+	d := Deliver{MaxAge: r.MaxAge, BackoffMin: r.BackoffMin, BackoffMax: r.BackoffMax, ProbeInterval: r.ProbeInterval,
+		AttachTypes: r.AttachTypes, AttachMaxBytes: r.AttachMax}
+	if d.AttachTypes == nil {
+		d.AttachTypes = DefaultAttachTypes
+	}
+	for _, t := range d.AttachTypes {
+		if !strings.Contains(t, "/") {
+			l.errf("deliver.attach_types", "%q is not a media type (write it like \"image/png\" or \"image/*\")", t)
+		}
+	}
+	if d.AttachMaxBytes == 0 {
+		d.AttachMaxBytes = 10 << 20
+	}
 	defDur(&d.MaxAge, 24*time.Hour)
 	defDur(&d.BackoffMin, 2*time.Second)
 	defDur(&d.BackoffMax, 10*time.Minute)

@@ -144,3 +144,21 @@ func TestNewIDSortsByTime(t *testing.T) {
 		t.Fatalf("ids %q %q", a, b)
 	}
 }
+
+func TestFilterAttachments(t *testing.T) {
+	in := []message.Attachment{
+		{Name: "boot.png", ContentType: "image/png", Size: 1000},
+		{Name: "report.pdf", ContentType: "application/pdf", Size: 2000},
+		{Name: "invoice.exe", ContentType: "image/png", Size: 10}, // lies about its type
+		{Name: "page.html", ContentType: "text/html", Size: 10},
+		{Name: "logs.zip", ContentType: "application/zip", Size: 10},
+		{Name: "huge.png", ContentType: "image/png", Size: 50 << 20},
+	}
+	ok, withheld := FilterAttachments(in, []string{"image/*", "application/pdf"}, 10<<20)
+	if len(ok) != 2 || ok[0].Name != "boot.png" || ok[1].Name != "report.pdf" {
+		t.Fatalf("uploaded %v", ok)
+	}
+	if len(withheld) != 4 || !strings.Contains(withheld[0], "invoice.exe") || !strings.Contains(withheld[3], "over the") {
+		t.Fatalf("withheld %q", withheld)
+	}
+}

@@ -70,7 +70,10 @@ type Event struct {
 	Expect      time.Duration
 	Attach      bool
 	Attachments []message.Attachment
-	Overrides   map[string]string
+	// Withheld lists attachments the rule wanted uploaded but the policy
+	// refused (type or size), with the reason; they become a note.
+	Withheld  []string
+	Overrides map[string]string
 }
 
 // Outcome is what the engine did with an event or a timer.
@@ -290,6 +293,16 @@ func (e *Engine) attachJobs(tx *store.Tx, ev *Event, inc *store.Incident) ([]*st
 		return nil, nil
 	}
 	var jobs []*store.Job
+	if len(ev.Withheld) > 0 {
+		j := e.job(ev, inc, store.OpNote)
+		j.NoteTitle, j.NoteKind = "Attachments not uploaded", psa.NoteInternal
+		j.NoteText = "psagate did not upload these attachments of the alert mail:\n  " + strings.Join(ev.Withheld, "\n  ") +
+			"\nThe mail is kept in psagate's audit trail; allow more types with [deliver] attach_types."
+		if err := tx.AddJob(j); err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+	}
 	for _, a := range ev.Attachments {
 		j := e.job(ev, inc, store.OpAttach)
 		j.AttachName, j.AttachType, j.AttachData = a.Name, a.ContentType, a.Data

@@ -465,3 +465,16 @@ func TestAttachmentsOnClose(t *testing.T) {
 	id := o.Incident.ID
 	wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", id), fmt.Sprintf("attach:%d", id), fmt.Sprintf("close:%d", id))
 }
+
+func TestWithheldAttachmentsBecomeANote(t *testing.T) {
+	h := newHarness(t)
+	ev := failure("acme", "XRAY3")
+	ev.Attach = true
+	ev.Withheld = []string{"evil.exe (application/octet-stream, 10 bytes): file type never uploaded"}
+	o := h.apply(ev)
+	id := o.Incident.ID
+	wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", id), fmt.Sprintf("note:%d", id))
+	if n := h.jobs()[1]; !strings.Contains(n.NoteText, "evil.exe") {
+		t.Fatalf("note = %q", n.NoteText)
+	}
+}
