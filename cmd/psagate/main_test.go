@@ -117,14 +117,10 @@ func TestTryJSONOverSamples(t *testing.T) {
 }
 
 func TestTryExplainShowsConditions(t *testing.T) {
-	set := testutil.SharedSamples(t)
-	file := filepath.Join(set, "x360_failure_PVC-SRV-DB2_01.eml")
-	if set == "" {
-		file = filepath.Join(testutil.RepoRoot(t), "testdata", "samples", "x360_failure_PVC-SRV-DB2_01.eml")
-	}
-	if _, err := os.Stat(file); err != nil {
-		t.Skipf("SKIPPED: neither ../shared/samples nor testdata/samples has %s", filepath.Base(file))
-	}
+	file := filepath.Join(t.TempDir(), "fail.eml")
+	os.WriteFile(file, []byte("From: PVC-BDR1 <bdr1@pinecrest-vet.example>\r\nTo: pinecrest@alerts.example.net\r\n"+
+		"Subject: [PVC-BDR1] Failed Backup: PVC-SRV-DB2\r\nDate: Tue, 11 Feb 2025 13:00:26 -0700\r\n\r\n"+
+		"x360Recover alert from appliance PVC-BDR1\r\n"), 0o644)
 	code, out, stderr := runCLI("try", "-config", writeConfig(t, "", ""), "-explain", file)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
