@@ -24,6 +24,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"psagate/internal/psa"
+	"psagate/internal/suggest"
 	"psagate/internal/tomlpos"
 )
 
@@ -383,43 +384,12 @@ var knownTop = []string{"smtp", "state", "http", "rules", "deliver", "log", "psa
 func (l *loader) suggest(key string) string {
 	last := key[strings.LastIndex(key, ".")+1:]
 	if !strings.Contains(key, ".") {
-		if c := closest(last, knownTop); c != "" {
+		if c := suggest.Closest(last, knownTop); c != "" {
 			return fmt.Sprintf(" (did you mean %q?)", c)
 		}
 		return " (sections are " + strings.Join(knownTop, ", ") + ")"
 	}
 	return ""
-}
-
-// closest returns the candidate within edit distance 2 of s, if any.
-func closest(s string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func (l *loader) build(raw *rawConfig) *Config {
@@ -745,7 +715,7 @@ func (l *loader) psa(base string, m map[string]any, org bool) psa.Settings {
 				msg := "unknown PSA setting"
 				if prov, key, ok := strings.Cut(full, "."); ok {
 					if keys, isProv := psa.Keys[prov]; isProv {
-						if c := closest(key, keys); c != "" {
+						if c := suggest.Closest(key, keys); c != "" {
 							msg += fmt.Sprintf(" (did you mean %q?)", prov+"."+c)
 						} else {
 							msg += " (" + prov + " settings are " + strings.Join(keys, ", ") + ")"

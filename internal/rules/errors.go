@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"psagate/internal/suggest"
 )
 
 // Error is one problem in a rule file. Every field but Msg may be unknown
@@ -68,53 +70,10 @@ func sortErrors(errs []*Error, files []File) {
 	})
 }
 
-// suggest returns the known word closest to s when it is close enough to be
-// a likely typo, or "".
-func suggest(s string, known []string) string {
-	best, bestD := "", 0
-	for _, k := range known {
-		d := editDistance(s, k)
-		if best == "" || d < bestD {
-			best, bestD = k, d
-		}
-	}
-	limit := 2
-	if len(s) > 8 {
-		limit = 3
-	}
-	if best != "" && bestD <= limit {
-		return best
-	}
-	return ""
-}
-
 // didYouMean is suggest as a message suffix.
 func didYouMean(s string, known []string) string {
-	if k := suggest(s, known); k != "" {
+	if k := suggest.Closest(s, known); k != "" {
 		return fmt.Sprintf(" (did you mean %q?)", k)
 	}
 	return ""
-}
-
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 1 << 20 // not a typo of a key name
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
