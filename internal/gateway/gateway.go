@@ -301,8 +301,36 @@ type Result struct {
 }
 
 // ProcessSpool runs the incident engine over up to n spooled messages in
-// one transaction and returns how many it handled.
+// one transaction and returns how many it handled. When that transaction
+// fails, the messages are taken one by one, so that a single message the
+// engine cannot handle is set aside (quarantined, with the error) instead
+// of blocking every message behind it.
 func (g *Gateway) ProcessSpool(ctx context.Context, n int) (int, error) {
+	results, err := g.processBatch(n)
+	if err != nil {
+		g.log.Warn("spool batch failed; retrying its messages one by one", "err", err)
+		results, err = g.processOneByOne(n)
+		if err != nil {
+			return 0, err
+		}
+	}
+	jobs := false
+	for _, r := range results {
+		g.logResult(r)
+		if r.Outcome != nil && len(r.Outcome.Jobs) > 0 {
+			jobs = true
+		}
+	}
+	if jobs {
+		g.onJobs()
+	}
+	if len(results) > 0 {
+		wake(g.timerWake)
+	}
+	return len(results), nil
+}
+
+func (g *Gateway) processBatch(n int) ([]*Result, error) {
 	var results []*Result
 	s := g.Snapshot()
 	eng := g.Engine(s)
@@ -324,23 +352,46 @@ func (g *Gateway) ProcessSpool(ctx context.Context, n int) (int, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return 0, err
-	}
-	jobs := false
-	for _, r := range results {
-		g.logResult(r)
-		if r.Outcome != nil && len(r.Outcome.Jobs) > 0 {
-			jobs = true
+	return results, err
+}
+
+func (g *Gateway) processOneByOne(n int) ([]*Result, error) {
+	var out []*Result
+	for range n {
+		r, err := g.processBatch(1)
+		if err == nil {
+			if len(r) == 0 {
+				break
+			}
+			out = append(out, r...)
+			continue
+		}
+		// This message fails on its own: keep it for an admin.
+		var head *store.SpoolEntry
+		qerr := g.db.Update(func(tx *store.Tx) error {
+			entries, err := tx.SpoolHead(1)
+			if err != nil || len(entries) == 0 {
+				return err
+			}
+			head = entries[0]
+			reason := "could not be processed: " + err.Error()
+			if err := tx.Quarantine(head, reason); err != nil {
+				return err
+			}
+			if err := tx.AddAudit(&store.AuditEntry{Time: head.Received, Message: head.ID, Decision: Quarantine,
+				Effect: "processing failed", Detail: reason}); err != nil {
+				return err
+			}
+			return tx.DeleteSpool(head.Seq)
+		})
+		if qerr != nil {
+			return out, fmt.Errorf("%w; and setting the message aside failed: %v", err, qerr)
+		}
+		if head != nil {
+			g.log.Error("message could not be processed; it is kept in quarantine", "msg", head.ID, "err", err)
 		}
 	}
-	if jobs {
-		g.onJobs()
-	}
-	if len(results) > 0 {
-		wake(g.timerWake)
-	}
-	return len(results), nil
+	return out, nil
 }
 
 // Process handles one spooled message inside tx: quarantine, or the

@@ -162,3 +162,34 @@ func TestFilterAttachments(t *testing.T) {
 		t.Fatalf("withheld %q", withheld)
 	}
 }
+
+func TestPoisonMessageIsSetAsideNotBlocking(t *testing.T) {
+	db := openDB(t)
+	defer db.Close()
+	g := New(testSnapshot(t), Options{DB: db})
+	defer g.CloseAudit()
+	now := time.Now()
+	bad := &store.SpoolEntry{ID: "bad", Received: now, Decision: []byte(`{"id":"bad","action":"bogus"}`), Raw: []byte("x")}
+	if _, _, err := db.Accept(bad, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := g.Accept(context.Background(), mail("Failed: SRV9"), env); r.Code != 250 {
+		t.Fatal(r)
+	}
+	n, err := g.ProcessSpool(context.Background(), 10)
+	if err != nil || n != 1 {
+		t.Fatalf("processed %d, %v; want the good message processed", n, err)
+	}
+	var q []*store.SpoolEntry
+	var left []*store.SpoolEntry
+	var open []*store.Incident
+	_ = db.View(func(tx *store.Tx) error {
+		q, _ = tx.Quarantined(10)
+		left, _ = tx.SpoolHead(10)
+		open, _ = tx.OpenIncidents()
+		return nil
+	})
+	if len(left) != 0 || len(q) != 1 || q[0].ID != "bad" || !strings.Contains(q[0].Reason, "unexpected action") || len(open) != 1 {
+		t.Fatalf("spool %d, quarantine %+v, open %d", len(left), q, len(open))
+	}
+}

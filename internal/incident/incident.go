@@ -521,8 +521,11 @@ func (e *Engine) Fire(tx *store.Tx, tm store.Timer, now time.Time) (*Outcome, er
 			return nil, err // recovered (cancelled) or gone: nothing to do
 		}
 		var held heldTicket
-		if err := json.Unmarshal(inc.Held, &held); err != nil {
-			return nil, fmt.Errorf("incident %d: held ticket: %w", id, err)
+		if err := json.Unmarshal(inc.Held, &held); err != nil || held.Summary == "" {
+			// Never let an unreadable record swallow the alert: open the
+			// ticket with what the incident itself knows.
+			held = heldTicket{Summary: inc.Summary, Description: fmt.Sprintf(
+				"(psagate could not read the alert text kept for this hold-down; see `psagate audit -device %q`)", inc.Device)}
 		}
 		inc.State, inc.OpenedAt, inc.Held = store.StateOpen, now, nil
 		inc.NoPSA = !e.Router.Enabled(inc.Client)
