@@ -358,8 +358,8 @@ func (g *Gateway) processBatch(n int) ([]*Result, error) {
 func (g *Gateway) processOneByOne(n int) ([]*Result, error) {
 	var out []*Result
 	for range n {
-		r, err := g.processBatch(1)
-		if err == nil {
+		r, perr := g.processBatch(1)
+		if perr == nil {
 			if len(r) == 0 {
 				break
 			}
@@ -374,7 +374,7 @@ func (g *Gateway) processOneByOne(n int) ([]*Result, error) {
 				return err
 			}
 			head = entries[0]
-			reason := "could not be processed: " + err.Error()
+			reason := "could not be processed: " + perr.Error()
 			if err := tx.Quarantine(head, reason); err != nil {
 				return err
 			}
@@ -385,10 +385,10 @@ func (g *Gateway) processOneByOne(n int) ([]*Result, error) {
 			return tx.DeleteSpool(head.Seq)
 		})
 		if qerr != nil {
-			return out, fmt.Errorf("%w; and setting the message aside failed: %v", err, qerr)
+			return out, fmt.Errorf("%w; and setting the message aside failed: %v", perr, qerr)
 		}
 		if head != nil {
-			g.log.Error("message could not be processed; it is kept in quarantine", "msg", head.ID, "err", err)
+			g.log.Error("message could not be processed; it is kept in quarantine", "msg", head.ID, "err", perr)
 		}
 	}
 	return out, nil
