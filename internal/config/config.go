@@ -287,7 +287,12 @@ func parse(path string, data []byte, secrets bool) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, Errors{{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}}
+			msg := pe.Message
+			if isSecretName(pe.LastKey) {
+				// The parser quotes what it found, which here is the secret.
+				msg = "this secret's value is not valid TOML: write it as a quoted string (the value is not shown)"
+			}
+			return nil, Errors{{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}}
 		}
 		return nil, Errors{{File: path, Msg: err.Error()}}
 	}
@@ -311,6 +316,16 @@ func parse(path string, data []byte, secrets bool) (*Config, error) {
 		return nil, l.errs
 	}
 	return cfg, nil
+}
+
+// isSecretName reports whether a TOML key path ends in a secret's name.
+func isSecretName(key string) bool {
+	last := key[strings.LastIndex(key, ".")+1:]
+	switch last {
+	case "public_key", "private_key", "client_id", "secret", "integration_code", "password":
+		return true
+	}
+	return false
 }
 
 type rawConfig struct {
@@ -820,7 +835,7 @@ func (c *Config) Secrets() []string {
 	}
 	for _, u := range c.SMTP.Users {
 		if u.Password.value != "" {
-			out = append(out, u.Password.value)
+			out = append(out, psa.SecretForms(u.Password.value)...)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })

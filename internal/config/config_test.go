@@ -103,8 +103,11 @@ func TestParseGood(t *testing.T) {
 			t.Errorf("secret %q printed by %%+v", secret)
 		}
 	}
-	if len(cfg.Secrets()) != 3 {
-		t.Errorf("Secrets() = %d values, want 3", len(cfg.Secrets()))
+	all := strings.Join(cfg.Secrets(), "\n")
+	for _, secret := range []string{"smtp-secret-value", "public-secret-value", "private-secret-value", "c210cC1zZWNyZXQtdmFsdWU="} {
+		if !strings.Contains(all, secret) {
+			t.Errorf("Secrets() lacks %q (raw values and their encodings)", secret)
+		}
 	}
 }
 
@@ -270,5 +273,12 @@ board = "B"
 	}
 	if cfg.PSA.Get("connectwise.private_key") != "" || cfg.PSA.Get("connectwise.board") != "B" {
 		t.Fatalf("settings = %v", cfg.PSA)
+	}
+}
+
+func TestSyntaxErrorInSecretDoesNotShowIt(t *testing.T) {
+	_, err := Parse("s.toml", []byte("[smtp]\naccept_domains = [\"a\"]\n[psa.connectwise]\nprivate_key = hunter2secretvalue\n"))
+	if err == nil || strings.Contains(err.Error(), "hunter") || !strings.Contains(err.Error(), "s.toml:4:") {
+		t.Fatalf("err = %v", err)
 	}
 }

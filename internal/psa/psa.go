@@ -9,12 +9,15 @@ package psa
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"net"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -126,17 +129,67 @@ var secretKeys = map[string]bool{
 // IsSecretKey reports whether the flattened key holds a secret.
 func IsSecretKey(key string) bool { return secretKeys[key] }
 
-// SecretValues returns the non-empty secret values of s, longest first, so a
-// caller can scrub them from any text that might echo them.
+// SecretValues returns the non-empty secret values of s and the forms in
+// which a library or a PSA might echo them (base64, URL-escaped, JSON- and
+// Go-quoted, and ConnectWise's Basic token), longest first, so a caller can
+// scrub them from any text.
 func (s Settings) SecretValues() []string {
-	var out []string
+	var raw []string
 	for k, v := range s {
 		if IsSecretKey(k) && v != "" {
+			raw = append(raw, v)
+		}
+	}
+	if pub, priv := s["connectwise.public_key"], s["connectwise.private_key"]; pub != "" && priv != "" {
+		raw = append(raw, s["connectwise.company_id"]+"+"+pub+":"+priv)
+	}
+	return SecretForms(raw...)
+}
+
+// SecretForms returns each value with its encoded forms, longest first and
+// without duplicates.
+func SecretForms(values ...string) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(v string) {
+		if v != "" && !seen[v] {
+			seen[v] = true
 			out = append(out, v)
+		}
+	}
+	for _, v := range values {
+		add(v)
+		add(base64.StdEncoding.EncodeToString([]byte(v)))
+		add(base64.RawStdEncoding.EncodeToString([]byte(v)))
+		add(base64.URLEncoding.EncodeToString([]byte(v)))
+		add(base64.RawURLEncoding.EncodeToString([]byte(v)))
+		add(url.QueryEscape(v))
+		add(url.PathEscape(v))
+		q := strconv.Quote(v)
+		add(q[1 : len(q)-1])
+		if j, err := json.Marshal(v); err == nil {
+			add(string(j[1 : len(j)-1]))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
+}
+
+// RedactURL returns a URL-like setting with any user and password removed,
+// for messages that must show the setting.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		if i := strings.LastIndex(raw, "@"); i >= 0 && strings.Contains(raw[:i], ":") {
+			if j := strings.Index(raw, "://"); j >= 0 && j < i {
+				return raw[:j+3] + "[redacted]@" + raw[i+1:]
+			}
+			return "[redacted]@" + raw[i+1:]
+		}
+		return raw
+	}
+	u.User = url.User("[redacted]")
+	return strings.Replace(u.String(), "%5Bredacted%5D", "[redacted]", 1)
 }
 
 // Scrub replaces every occurrence of a secret of s in text with "[redacted]".

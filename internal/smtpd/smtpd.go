@@ -533,7 +533,15 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 			}
 		}
 		ss.s.refuse("auth")
-		ss.s.log.Info("authentication failed", "remote", ss.ip.String(), "user", user)
+		// Only a configured user name is logged: a password typed into the
+		// user field must not end up in the log.
+		who := "(not a configured user)"
+		for _, u := range ss.s.cfg.Users {
+			if u.Name == user {
+				who = user
+			}
+		}
+		ss.s.log.Info("authentication failed", "remote", ss.ip.String(), "user", who)
 		if ss.s.authFailed(ss.ip) {
 			// Too many failures: close once this reply is written; admit()
 			// refuses this address until the pause ends.

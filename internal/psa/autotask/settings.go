@@ -150,7 +150,7 @@ func discoveryBase(raw string) (*url.URL, error) {
 	}
 	u, err := url.Parse(raw)
 	bad := func(why string) (*url.URL, error) {
-		return nil, fmt.Errorf("autotask.zone_url %q %s; expected e.g. %q", raw, why, DefaultZoneURL)
+		return nil, fmt.Errorf("autotask.zone_url %q %s; expected e.g. %q", psa.RedactURL(raw), why, DefaultZoneURL)
 	}
 	if err != nil {
 		return bad("is not an URL")

@@ -62,7 +62,7 @@ func normalizeSite(site string) (host string, mapped bool, err error) {
 		return "", false, errors.New(`connectwise.site is not set: write the API host, e.g. site = "api-na.myconnectwise.net"`)
 	}
 	bad := func(why string) error {
-		return fmt.Errorf("connectwise.site %q %s: write only the host, e.g. site = %q", site, why, suggestSite(site))
+		return fmt.Errorf("connectwise.site %q %s: write only the host, e.g. site = %q", psa.RedactURL(site), why, suggestSite(psa.RedactURL(site)))
 	}
 	low := strings.ToLower(site)
 	switch {

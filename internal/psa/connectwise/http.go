@@ -301,7 +301,9 @@ func (c *call) httpErr(method, path string, resp *response) error {
 			msg = http.StatusText(resp.status)
 		}
 	}
-	msg = sanitize.Truncate(sanitize.Line(msg), 1000, "…")
+	// Scrub before cutting: a secret that straddles the cut would otherwise
+	// survive as a prefix no scrub recognises.
+	msg = sanitize.Truncate(sanitize.Line(c.cfg.scrub(msg)), 1000, "…")
 
 	e := &psa.Error{Provider: Name, Op: c.op, Status: resp.status}
 	st := resp.status
