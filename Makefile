@@ -26,6 +26,7 @@ vet:
 # Every fuzz target: package and function. `make fuzz FUZZTIME=10m` for a long run.
 FUZZ_TARGETS := \
 	./internal/message:FuzzDecode \
+	./internal/message:FuzzCleanBodyText \
 	./internal/rules:FuzzCompile \
 	./internal/rules:FuzzEvaluate \
 	./internal/config:FuzzParse \

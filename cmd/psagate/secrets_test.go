@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -15,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -512,7 +510,7 @@ func TestSecretsNeverLeakFromTryAndState(t *testing.T) {
 	cw.Inject(cwfake.Fault{Method: "POST", Path: "/service/tickets", Status: 400,
 		Body: `{"code":"InvalidObject","message":"Ticket object is invalid","errors":[{"code":"InvalidField","message":"` + cwEchoText("company is not valid") + `","resource":"ticket","field":"company"}]}`})
 	at.Inject(atfake.Fault{Kind: atfake.Fault500Envelope, Method: "POST", Path: "Tickets", Message: atEchoText("Ticket could not be saved")})
-	logs := &syncWriter{}
+	logs := &testutil.Buffer{}
 	a, err := app.Start(context.Background(), cfg, app.Options{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), LogOutput: io.Discard})
 	if err != nil {
@@ -570,23 +568,6 @@ func TestSecretsNeverLeakFromTryAndState(t *testing.T) {
 	if !strings.Contains(logs.String(), "[redacted]") {
 		t.Errorf("the server's log shows no scrubbed echo; the faults were not met:\n%s", logs.String())
 	}
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }
 
 func readFileT(t *testing.T, p string) []byte {

@@ -132,7 +132,7 @@ func TestSamplesServeMatchesTryAndExpected(t *testing.T) {
 			// What the log provider was asked to do matches the decisions:
 			// one create per ticket, one note per note, one close per close.
 			counts := map[string]int{}
-			for _, l := range h.out.logLines(t) {
+			for _, l := range logLines(t, h.out) {
 				counts[l.Op]++
 			}
 			wantCounts := map[string]int{}
@@ -170,7 +170,7 @@ func TestSharedSamplesAttachmentReachesProvider(t *testing.T) {
 	}
 	waitFor(t, "delivery", 10*time.Second, func() bool { return idle(h.app.DB) })
 	var attach, create bool
-	for _, l := range h.out.logLines(t) {
+	for _, l := range logLines(t, h.out) {
 		if l.Op == "attach" && l.File == "PVC-SRV-XRAY_bootvm_2025-02-12.png" && l.ContentType == "image/png" && l.Bytes > 100 {
 			attach = true
 		}

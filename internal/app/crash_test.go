@@ -56,7 +56,7 @@ type child struct {
 	cmd    *exec.Cmd
 	smtp   string
 	http   string
-	stdout *syncBuffer
+	stdout *testutil.Buffer
 	exited chan error
 }
 
@@ -64,7 +64,7 @@ var startedRe = regexp.MustCompile(`msg="psagate started" smtp=(\S+) http=(\S+)`
 
 func startChild(t *testing.T, cfg string) *child {
 	t.Helper()
-	c := &child{t: t, stdout: &syncBuffer{}, exited: make(chan error, 1)}
+	c := &child{t: t, stdout: &testutil.Buffer{}, exited: make(chan error, 1)}
 	c.cmd = exec.Command(psagateBinary(t), "serve", "-config", cfg)
 	c.cmd.Stdout = c.stdout
 	stderr, err := c.cmd.StderrPipe()

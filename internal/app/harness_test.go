@@ -2,7 +2,6 @@ package app
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,26 +17,8 @@ import (
 	"psagate/internal/testutil"
 )
 
-// syncBuffer is a goroutine-safe buffer for the log provider's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // logLines parses the log provider's JSON lines.
-func (s *syncBuffer) logLines(t testing.TB) []logpsa.Line {
+func logLines(t testing.TB, s *testutil.Buffer) []logpsa.Line {
 	t.Helper()
 	var out []logpsa.Line
 	sc := bufio.NewScanner(strings.NewReader(s.String()))
@@ -89,13 +69,13 @@ devices = ["PVC-*"]
 type harness struct {
 	t   testing.TB
 	app *App
-	out *syncBuffer
+	out *testutil.Buffer
 	cfg string
 }
 
 func startApp(t testing.TB, cfgPath string, o Options) *harness {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	if o.LogOutput == nil {
 		o.LogOutput = out
 	}

@@ -27,6 +27,7 @@ import (
 	atfake "psagate/internal/psa/autotask/fake"
 	cwfake "psagate/internal/psa/connectwise/fake"
 	"psagate/internal/psa/logpsa"
+	"psagate/internal/testutil"
 )
 
 // The known secrets of the secret-leak tests. They are long and
@@ -176,8 +177,8 @@ func TestSecretDetectorFindsEveryForm(t *testing.T) {
 type secretChild struct {
 	t       *testing.T
 	cmd     *exec.Cmd
-	stdout  *syncBuffer
-	stderr  *syncBuffer
+	stdout  *testutil.Buffer
+	stderr  *testutil.Buffer
 	smtp    string
 	http    string
 	done    chan struct{} // closed when the process has exited and its output is read
@@ -188,7 +189,7 @@ type secretChild struct {
 // waits for its "psagate started" line (text or JSON).
 func startSecretChild(t *testing.T, cfg string, env []string) *secretChild {
 	t.Helper()
-	c := &secretChild{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	c := &secretChild{t: t, stdout: &testutil.Buffer{}, stderr: &testutil.Buffer{}, done: make(chan struct{})}
 	c.cmd = exec.Command(psagateBinary(t), "serve", "-config", cfg)
 	c.cmd.Env = append(os.Environ(), env...)
 	c.cmd.Stdout = c.stdout
@@ -272,12 +273,12 @@ type smtpSession struct {
 	t       *testing.T
 	c       net.Conn
 	r       *bufio.Reader
-	replies *syncBuffer
+	replies *testutil.Buffer
 }
 
 // dialSMTP connects from the local address (a loopback IP, "" for any) and
 // returns the session and the greeting.
-func dialSMTP(t *testing.T, addr, local string, replies *syncBuffer) (*smtpSession, string) {
+func dialSMTP(t *testing.T, addr, local string, replies *testutil.Buffer) (*smtpSession, string) {
 	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second}
 	if local != "" {
@@ -475,7 +476,7 @@ func leakServeRun(t *testing.T, format string) {
 	dir := t.TempDir()
 	cfg := leakConfig(t, dir, cw, at, format)
 	c := startSecretChild(t, cfg, secretEnv)
-	replies := &syncBuffer{}
+	replies := &testutil.Buffer{}
 
 	// SMTP AUTH failures from 127.0.0.2 until it is locked out: a wrong
 	// password that contains the right one, a password typed into the user
@@ -783,15 +784,15 @@ provider = "log"
 	if err := writeFile(cfg, data); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	pp := &panicProvider{}
-	ticketLog := &syncBuffer{}
+	ticketLog := &testutil.Buffer{}
 	h := startApp(t, cfg, Options{
 		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Providers: map[string]psa.Provider{"connectwise": pp, "log": logpsa.New(ticketLog)},
 	})
 	send := func(to, dev string) string {
-		replies := &syncBuffer{}
+		replies := &testutil.Buffer{}
 		s, _ := dialSMTP(t, h.app.SMTPAddr(), "127.0.0.1", replies)
 		s.expect("EHLO bdr1.example", "250")
 		s.mail("bdr1@appliance.example", to, alertMail(to, dev, "fail", 1))

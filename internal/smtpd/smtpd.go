@@ -9,7 +9,6 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
@@ -51,19 +50,26 @@ type Server struct {
 	smtp    *gosmtp.Server
 	tls     *tls.Config
 
-	mu        sync.Mutex
-	total     int
-	perIP     map[netip.Addr]int
-	authFails map[netip.Addr]*authFail
-	ln        net.Listener
-	closed    bool
-	now       func() time.Time
+	mu          sync.Mutex
+	total       int
+	perIP       map[netip.Addr]int
+	authFails   map[netip.Addr]*authFail
+	authPruneAt int // sweep authFails when it reaches this size
+	ln          net.Listener
+	closed      bool
+	now         func() time.Time
 }
 
 type authFail struct {
 	count int
-	until time.Time
+	last  time.Time // latest failure
+	until time.Time // paused until then (zero: not paused)
 }
+
+// authFailPruneMin is the size of the failure table from which stale
+// entries are swept, so addresses that fail once each cannot grow it
+// without bound.
+const authFailPruneMin = 4096
 
 // New builds a server for cfg. It does not listen yet.
 func New(cfg config.SMTP, h Handler, m *metrics.Metrics, log *slog.Logger) (*Server, error) {
@@ -238,21 +244,42 @@ func (s *Server) release(ip netip.Addr) {
 }
 
 // authFailed counts a failed AUTH and reports whether the peer must now be
-// disconnected and paused.
+// disconnected and paused. Failures count within auth_failure_pause of
+// each other; an address quiet for longer starts again from zero.
 func (s *Server) authFailed(ip netip.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := s.now()
 	f := s.authFails[ip]
-	if f == nil || (!f.until.IsZero() && s.now().After(f.until)) {
+	if f == nil || s.authStale(f, now) {
+		if f == nil && len(s.authFails) >= max(s.authPruneAt, authFailPruneMin) {
+			for k, v := range s.authFails {
+				if s.authStale(v, now) {
+					delete(s.authFails, k)
+				}
+			}
+			// Sweep again only once the table has doubled: amortised O(1).
+			s.authPruneAt = 2 * len(s.authFails)
+		}
 		f = &authFail{}
 		s.authFails[ip] = f
 	}
 	f.count++
+	f.last = now
 	if f.count >= s.cfg.MaxAuthFailures {
-		f.until = s.now().Add(s.cfg.AuthFailurePause.D())
+		f.until = now.Add(s.cfg.AuthFailurePause.D())
 		return true
 	}
 	return false
+}
+
+// authStale reports whether an entry no longer matters: its pause is over,
+// or (not paused) its last failure is older than the pause.
+func (s *Server) authStale(f *authFail, now time.Time) bool {
+	if !f.until.IsZero() {
+		return now.After(f.until)
+	}
+	return now.Sub(f.last) > s.cfg.AuthFailurePause.D()
 }
 
 func (s *Server) authOK(ip netip.Addr) {
@@ -262,7 +289,8 @@ func (s *Server) authOK(ip netip.Addr) {
 }
 
 // conn wraps a session's connection: it releases the session slot once,
-// caps the session's lifetime, and counts command lines before MAIL.
+// caps the session's lifetime, ends the session after any read timeout, and
+// counts command lines before MAIL.
 type conn struct {
 	net.Conn
 	s        *Server
@@ -271,11 +299,14 @@ type conn struct {
 	deadline time.Time // the session ends here at the latest
 
 	mu        sync.Mutex
+	smtp      *gosmtp.Conn // set by NewSession; its Conn() is the TLS layer after STARTTLS
 	inData    bool
 	commands  int
 	mailSeen  bool
 	killed    bool
 	closeNext bool
+	readErr   error // a read timed out: every later read fails the same way
+	eof       bool  // the client has closed its side
 }
 
 func newConn(c net.Conn, s *Server, ip netip.Addr) *conn {
@@ -292,61 +323,143 @@ func (c *conn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	c.mu.Lock()
 	closeNow := c.closeNext
+	c.closeNext = false
 	c.mu.Unlock()
 	if closeNow {
-		c.Conn.Close()
+		c.Close()
 	}
 	return n, err
 }
 
+// Close frees the session slot before the socket closes, so a client that
+// has seen the connection end can count on its slot being free again.
 func (c *conn) Close() error {
 	c.once.Do(func() { c.s.release(c.ip) })
 	return c.Conn.Close()
 }
 
-// SetReadDeadline never extends past the session's own deadline, so a
-// client trickling one command a minute cannot hold a slot for ever.
+// Read makes a read timeout final. go-smtp answers a timeout in the middle
+// of DATA, BDAT or AUTH and then goes on reading commands; the rest of a
+// stalled message would then be taken as commands (a relay's stalled body
+// could carry "MAIL FROM:..." lines). A timed-out session only ever ends.
+//
+// Outside message data the session is closed here and now, with the
+// reason: bufio hands a partial line to go-smtp as if it were complete
+// when the read under it times out, and the client must not get an answer
+// to a command it never finished. In message data, Data answers.
+func (c *conn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	sticky := c.readErr
+	c.mu.Unlock()
+	if sticky != nil {
+		return 0, sticky
+	}
+	n, err := c.Conn.Read(b)
+	if errors.Is(err, io.EOF) {
+		c.mu.Lock()
+		c.eof = true
+		c.mu.Unlock()
+	}
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		c.mu.Lock()
+		c.readErr = err
+		inData, sc := c.inData, c.smtp
+		c.mu.Unlock()
+		if !inData {
+			what := fmt.Sprintf("no complete command within smtp.read_timeout (%s)", c.s.cfg.ReadTimeout.D())
+			if !time.Now().Before(c.deadline) {
+				what = fmt.Sprintf("session longer than smtp.session_timeout (%s)", c.s.cfg.SessionTimeout.D())
+			}
+			c.s.log.Info("timeout; closing", "remote", c.ip.String(), "reason", what)
+			c.abort(sc, "421 4.4.2 %s: %s; closing", c.s.cfg.Hostname, what)
+		}
+	}
+	return n, err
+}
+
+// hungUp reports whether the client has closed its side of the connection.
+func (c *conn) hungUp() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.eof
+}
+
+// timedOut reports whether a read has timed out: the session is ending.
+func (c *conn) timedOut() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.readErr != nil
+}
+
+// SetReadDeadline is called by go-smtp before it reads each command line or
+// AUTH response (server.ReadTimeout is never zero), through the TLS layer
+// after STARTTLS. That makes it the place to count commands: it sees lines
+// as go-smtp consumes them, not bytes as they arrive (which, pipelined,
+// may be message data, and after STARTTLS are ciphertext).
+//
+// It also never lets a deadline extend past the session's own, so a client
+// trickling one command a minute cannot hold a slot for ever.
 func (c *conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	if c.killed {
+		c.mu.Unlock()
+		return net.ErrClosed
+	}
+	if !c.inData && !c.mailSeen {
+		c.commands++
+		if c.commands > c.s.cfg.MaxCommands {
+			c.killed = true
+			sc := c.smtp
+			c.mu.Unlock()
+			c.s.refuse("protocol")
+			c.s.log.Info("too many commands before MAIL; closing", "remote", c.ip.String())
+			c.abort(sc, "421 4.7.0 %s: too many commands without sending mail; closing", c.s.cfg.Hostname)
+			return net.ErrClosed
+		}
+	}
+	c.mu.Unlock()
+	return c.setDeadline(t)
+}
+
+func (c *conn) setDeadline(t time.Time) error {
 	if t.IsZero() || t.After(c.deadline) {
 		t = c.deadline
 	}
 	return c.Conn.SetReadDeadline(t)
 }
 
-func (c *conn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.mu.Lock()
-		if !c.inData && !c.mailSeen {
-			c.commands += bytes.Count(b[:n], []byte{'\n'})
-			if c.commands > c.s.cfg.MaxCommands && !c.killed {
-				c.killed = true
-				c.mu.Unlock()
-				c.s.refuse("protocol")
-				c.s.log.Info("too many commands before MAIL; closing", "remote", c.ip.String())
-				_ = c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-				fmt.Fprintf(c.Conn, "421 4.7.0 %s: too many commands without sending mail; closing\r\n", c.s.cfg.Hostname)
-				c.Conn.Close()
-				return 0, net.ErrClosed
-			}
+// abort writes a last reply line and closes. It runs on go-smtp's session
+// goroutine between commands (from SetReadDeadline or Read), after every
+// earlier reply was written, so nothing interleaves. The reply goes
+// through the TLS layer when there is one (known once the client has said
+// EHLO; a client that sent STARTTLS before any EHLO just sees the close).
+func (c *conn) abort(sc *gosmtp.Conn, format string, args ...any) {
+	var w net.Conn = c.Conn
+	if sc != nil {
+		if tc, ok := sc.Conn().(*tls.Conn); ok {
+			w = tc
 		}
-		c.mu.Unlock()
 	}
-	return n, err
+	_ = w.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(w, format+"\r\n", args...)
+	c.Close()
 }
 
 func (c *conn) setMail(seen bool) {
 	c.mu.Lock()
 	c.mailSeen = seen
-	if !seen {
-		c.commands = 0
-	}
 	c.mu.Unlock()
 }
 
+// setData marks message transfer. A message handed over restarts the
+// command count; RSET or EHLO do not, or they would lift the limit.
 func (c *conn) setData(on bool) {
 	c.mu.Lock()
 	c.inData = on
+	if on {
+		c.commands = 0
+	}
 	c.mu.Unlock()
 }
 
@@ -359,6 +472,11 @@ func (b *backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 		nc = tc.NetConn()
 	}
 	cn, _ = nc.(*conn)
+	if cn != nil {
+		cn.mu.Lock()
+		cn.smtp = c
+		cn.mu.Unlock()
+	}
 	ip := addrOf(c.Conn().RemoteAddr())
 	_, isTLS := c.TLSConnectionState()
 	return &session{s: b.s, c: c, conn: cn, ip: ip, tls: isTLS, helo: c.Hostname()}, nil
@@ -373,6 +491,7 @@ type session struct {
 	helo string
 
 	authed string
+	inMail bool // a MAIL FROM was accepted and no RSET/EHLO/DATA ended it
 	from   string
 	rcpts  []string
 }
@@ -386,6 +505,11 @@ func (ss *session) requireAuth() bool {
 }
 
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if ss.inMail {
+		// go-smtp would start over with the first transaction's recipients
+		// still listed; RFC 5321 3.3 wants a RSET between transactions.
+		return smtpErr(503, [3]int{5, 5, 1}, "Nested MAIL command: a transaction is already open; send RSET first")
+	}
 	if ss.s.cfg.RequireTLS && !ss.tls {
 		ss.s.refuse("tls")
 		return smtpErr(530, [3]int{5, 7, 0}, "This gateway requires STARTTLS before MAIL FROM (smtp.require_tls)")
@@ -398,7 +522,7 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		ss.s.refuse("auth")
 		return smtpErr(530, [3]int{5, 7, 0}, "Authentication required: log in with AUTH before MAIL FROM")
 	}
-	ss.from = from
+	ss.from, ss.inMail = from, true
 	if ss.conn != nil {
 		ss.conn.setMail(true)
 	}
@@ -428,7 +552,7 @@ func (ss *session) Data(r io.Reader) error {
 		defer ss.conn.setData(false)
 		// The whole message must arrive within data_timeout; go-smtp only
 		// sets a deadline per command line.
-		_ = ss.conn.SetReadDeadline(time.Now().Add(ss.s.cfg.DataTimeout.D()))
+		_ = ss.conn.setDeadline(time.Now().Add(ss.s.cfg.DataTimeout.D()))
 	}
 	raw, err := readLimited(r, ss.s.cfg.MaxMessageBytes)
 	if err != nil {
@@ -436,11 +560,30 @@ func (ss *session) Data(r io.Reader) error {
 			ss.s.refuse("size")
 			return smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", ss.s.cfg.MaxMessageBytes))
 		}
+		// After a timeout or an over-long line the rest of the stream cannot
+		// be trusted to be commands: answer, then close.
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return smtpErr(451, [3]int{4, 4, 2}, "Timed out while receiving the message; please retry")
+			if ss.conn != nil {
+				ss.conn.closeAfterWrite()
+			}
+			return smtpErr(421, [3]int{4, 4, 2}, fmt.Sprintf("Timed out while receiving the message (smtp.data_timeout %s); closing, please retry", ss.s.cfg.DataTimeout.D()))
+		}
+		if errors.Is(err, gosmtp.ErrTooLongLine) {
+			if ss.conn != nil {
+				ss.conn.closeAfterWrite()
+			}
+			ss.s.refuse("protocol")
+			// 5xx: retrying the same message cannot succeed.
+			return smtpErr(500, [3]int{5, 5, 0}, fmt.Sprintf("Line too long: this gateway takes lines of at most %d bytes (smtp.max_line_length); closing", ss.s.cfg.MaxLineLength))
 		}
 		return smtpErr(451, [3]int{4, 3, 0}, "Error while receiving the message; please retry")
+	}
+	if ss.conn != nil && ss.conn.hungUp() {
+		// go-smtp reads a BDAT chunk through an io.LimitReader, which makes
+		// a chunk cut short by a hang-up look complete. DATA cannot get here
+		// that way: its end marker is read before any read could see EOF.
+		return smtpErr(451, [3]int{4, 3, 0}, "Connection closed before the whole message arrived")
 	}
 	raw, verr := checkLineEndings(raw, ss.s.cfg.BareLF)
 	if verr != nil {
@@ -491,7 +634,7 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 }
 
 func (ss *session) Reset() {
-	ss.from, ss.rcpts = "", nil
+	ss.from, ss.rcpts, ss.inMail = "", nil, false
 	if ss.conn != nil {
 		ss.conn.setMail(false)
 	}
@@ -524,6 +667,11 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		return nil, smtpErr(538, [3]int{5, 7, 11}, "Encryption required: use STARTTLS before AUTH (passwords are never accepted in clear text)")
 	}
 	check := func(user, pass string) error {
+		if ss.conn != nil && ss.conn.timedOut() {
+			// A line cut short by a timeout (see conn.Read) is not a
+			// login attempt; the session is already closed.
+			return smtpErr(421, [3]int{4, 4, 2}, "Timed out")
+		}
 		for _, u := range ss.s.cfg.Users {
 			if subtle.ConstantTimeCompare([]byte(u.Name), []byte(user)) == 1 &&
 				subtle.ConstantTimeCompare([]byte(u.Password.Value()), []byte(pass)) == 1 {
@@ -625,6 +773,11 @@ func checkLineEndings(raw []byte, mode string) ([]byte, *gosmtp.SMTPError) {
 		return nil, smtpErr(550, [3]int{5, 5, 2}, "Message refused: it contains bare LF or CR line endings; SMTP requires CRLF (RFC 5321 section 2.3.8). Fix the sender, or set smtp.bare_lf = \"normalize\"")
 	}
 	smuggle := smtpErr(550, [3]int{5, 5, 2}, "Message refused: it contains a \".\" line with bare LF/CR line endings (an SMTP smuggling pattern)")
+	// The data starts right after the CRLF that ended the DATA command, so
+	// a bare LF or CR first is that same shape ("DATA<CR><LF>.<LF>").
+	if raw[0] == '\n' || (raw[0] == '\r' && (len(raw) < 2 || raw[1] != '\n')) {
+		return nil, smuggle
+	}
 	isEOL := func(i int) bool { return i < len(raw) && (raw[i] == '\r' || raw[i] == '\n') }
 	out := make([]byte, 0, len(raw)+bare)
 	lineStart := true

@@ -1,7 +1,6 @@
 package autotask_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"psagate/internal/psa"
 	"psagate/internal/psa/autotask"
 	"psagate/internal/psa/autotask/fake"
+	"psagate/internal/testutil"
 )
 
 // clock is a settable clock shared by the fake and the provider.
@@ -34,31 +34,13 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	t     *testing.T
 	fk    *fake.Server
 	p     *autotask.Provider
 	s     psa.Settings
 	clock *clock
-	log   *syncBuffer
+	log   *testutil.Buffer
 
 	mu     sync.Mutex
 	sleeps []time.Duration
@@ -68,7 +50,7 @@ type env struct {
 // with a fake clock and a recording sleeper, changed by opt.
 func newEnv(t *testing.T, mut func(*fake.Config), opt func(*autotask.Options)) *env {
 	t.Helper()
-	e := &env{t: t, clock: &clock{t: time.Date(2026, 2, 11, 9, 30, 0, 0, time.UTC)}, log: &syncBuffer{}}
+	e := &env{t: t, clock: &clock{t: time.Date(2026, 2, 11, 9, 30, 0, 0, time.UTC)}, log: &testutil.Buffer{}}
 	cfg := fake.DefaultConfig()
 	cfg.Now = e.clock.Now
 	if mut != nil {

@@ -1,16 +1,15 @@
 package connectwise
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"psagate/internal/psa"
 	"psagate/internal/psa/connectwise/fake"
+	"psagate/internal/testutil"
 )
 
 // authHeader is the exact Authorization value for fake.DefaultConfig's
@@ -31,27 +30,10 @@ func assertNoSecrets(t *testing.T, what, text string) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	srv  *fake.Server
 	p    *Provider
-	logs *syncBuffer
+	logs *testutil.Buffer
 	st   psa.Settings
 }
 
@@ -69,7 +51,7 @@ func newEnv(t *testing.T, mod func(*fake.Config)) *env {
 }
 
 func newEnvFor(t *testing.T, srv *fake.Server) *env {
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	p := New(Options{HTTPClient: srv.Client(),
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	st := srv.Settings()
