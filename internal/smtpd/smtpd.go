@@ -57,6 +57,7 @@ type Server struct {
 	authPruneAt int // sweep authFails when it reaches this size
 	ln          net.Listener
 	closed      bool
+	conns       map[*conn]struct{} // open sessions, to wake idle ones at shutdown
 	now         func() time.Time
 }
 
@@ -106,8 +107,19 @@ func New(cfg config.SMTP, h Handler, m *metrics.Metrics, log *slog.Logger) (*Ser
 
 type slogLogger struct{ l *slog.Logger }
 
+// Printf sorts go-smtp's messages by weight: a recovered panic is a bug in
+// psagate and must be seen; accept errors matter to an operator; the rest
+// (a client hanging up mid-command, a failed TLS handshake) is routine on
+// an open port and would drown the log.
 func (l slogLogger) Printf(format string, v ...any) {
-	l.l.Debug("smtp", "detail", fmt.Sprintf(format, v...))
+	level := slog.LevelDebug
+	switch {
+	case strings.HasPrefix(format, "panic serving"):
+		level = slog.LevelError
+	case strings.HasPrefix(format, "accept error"):
+		level = slog.LevelWarn
+	}
+	l.l.Log(context.Background(), level, "smtp", "detail", fmt.Sprintf(format, v...))
 }
 func (l slogLogger) Println(v ...any) { l.l.Debug("smtp", "detail", fmt.Sprint(v...)) }
 
@@ -138,7 +150,17 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
 	s.mu.Unlock()
+	// Sessions waiting for a command are told to come back later now,
+	// rather than holding shutdown for shutdown_timeout: only a message
+	// being transferred is worth waiting for.
+	for _, c := range conns {
+		c.wake()
+	}
 	err := s.smtp.Shutdown(ctx)
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		s.smtp.Close()
@@ -231,12 +253,14 @@ func (s *Server) admit(ip netip.Addr) (int, string, string) {
 	return 0, "", ""
 }
 
-func (s *Server) release(ip netip.Addr) {
+func (s *Server) release(c *conn) {
+	ip := c.ip
 	s.mu.Lock()
 	s.total--
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
+	delete(s.conns, c)
 	s.mu.Unlock()
 	if s.metrics != nil {
 		s.metrics.SessionsActive.Dec()
@@ -310,7 +334,36 @@ type conn struct {
 }
 
 func newConn(c net.Conn, s *Server, ip netip.Addr) *conn {
-	return &conn{Conn: c, s: s, ip: ip, deadline: time.Now().Add(s.cfg.SessionTimeout.D())}
+	cn := &conn{Conn: c, s: s, ip: ip, deadline: time.Now().Add(s.cfg.SessionTimeout.D())}
+	s.mu.Lock()
+	if s.conns == nil {
+		s.conns = make(map[*conn]struct{})
+	}
+	s.conns[cn] = struct{}{}
+	closing := s.closed
+	s.mu.Unlock()
+	if closing {
+		cn.wake()
+	}
+	return cn
+}
+
+// closing reports whether Shutdown has begun.
+func (s *Server) closing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// wake ends the wait for the next command of a session that is not
+// transferring a message: the read times out at once and Read closes the
+// session with a 421. A session in DATA is left to finish.
+func (c *conn) wake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.inData {
+		_ = c.Conn.SetReadDeadline(time.Now())
+	}
 }
 
 func (c *conn) closeAfterWrite() {
@@ -334,7 +387,7 @@ func (c *conn) Write(b []byte) (int, error) {
 // Close frees the session slot before the socket closes, so a client that
 // has seen the connection end can count on its slot being free again.
 func (c *conn) Close() error {
-	c.once.Do(func() { c.s.release(c.ip) })
+	c.once.Do(func() { c.s.release(c) })
 	return c.Conn.Close()
 }
 
@@ -366,7 +419,10 @@ func (c *conn) Read(b []byte) (int, error) {
 		c.readErr = err
 		inData, sc := c.inData, c.smtp
 		c.mu.Unlock()
-		if !inData {
+		if !inData && c.s.closing() {
+			c.s.log.Debug("shutting down; closing idle session", "remote", c.ip.String())
+			c.abort(sc, "421 4.3.2 %s: service shutting down; please send again later", c.s.cfg.Hostname)
+		} else if !inData {
 			what := fmt.Sprintf("no complete command within smtp.read_timeout (%s)", c.s.cfg.ReadTimeout.D())
 			if !time.Now().Before(c.deadline) {
 				what = fmt.Sprintf("session longer than smtp.session_timeout (%s)", c.s.cfg.SessionTimeout.D())
@@ -376,6 +432,12 @@ func (c *conn) Read(b []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+func (c *conn) isInData() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inData
 }
 
 // hungUp reports whether the client has closed its side of the connection.
@@ -425,6 +487,10 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 func (c *conn) setDeadline(t time.Time) error {
 	if t.IsZero() || t.After(c.deadline) {
 		t = c.deadline
+	}
+	if c.s.closing() && !c.isInData() {
+		// Shutting down: the wait for the next command ends at once.
+		t = time.Now()
 	}
 	return c.Conn.SetReadDeadline(t)
 }
@@ -505,6 +571,9 @@ func (ss *session) requireAuth() bool {
 }
 
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
+	if ss.s.closing() {
+		return smtpErr(421, [3]int{4, 3, 2}, "Service shutting down; please send again later")
+	}
 	if ss.inMail {
 		// go-smtp would start over with the first transaction's recipients
 		// still listed; RFC 5321 3.3 wants a RSET between transactions.

@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/netip"
@@ -512,4 +513,83 @@ func TestTooManyCommandsBeforeMail(t *testing.T) {
 	if !strings.Contains(all.String(), "421 4.7.0") {
 		t.Fatalf("no 421 after too many commands: %q", all.String())
 	}
+}
+
+// go-smtp reports recovered panics, accept errors and routine client
+// errors through one Printf; only the first two may reach an Info log.
+func TestGoSMTPLogLevels(t *testing.T) {
+	cases := []struct {
+		format string
+		args   []any
+		want   string // level in the log line, "" for not logged at Info
+	}{
+		{"panic serving %v: %v\n%s", []any{"127.0.0.1:4000", "boom", "goroutine 1"}, "ERROR"},
+		{"accept error: %s; retrying in %s", []any{"too many open files", "5ms"}, "WARN"},
+		{"error handling %v: %s", []any{"127.0.0.1:4000", "connection reset by peer"}, ""},
+	}
+	for _, tc := range cases {
+		var buf strings.Builder
+		l := slogLogger{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+		l.Printf(tc.format, tc.args...)
+		got := buf.String()
+		if tc.want == "" {
+			if got != "" {
+				t.Errorf("%q logged at Info: %s", tc.format, got)
+			}
+			continue
+		}
+		if !strings.Contains(got, "level="+tc.want) || !strings.Contains(got, fmt.Sprint(tc.args[1])) {
+			t.Errorf("%q: want level %s with the detail, got %s", tc.format, tc.want, got)
+		}
+	}
+}
+
+// Shutdown tells idle sessions to come back later at once, instead of
+// waiting shutdown_timeout for them, and lets a message in transfer finish.
+func TestShutdownClosesIdleAndFinishesData(t *testing.T) {
+	s, rec, addr := start(t, testConfig(t, "read_timeout = \"5m\"\n"), nil)
+	idle := dial(t, addr)
+	idle.hello()
+	busy := dial(t, addr)
+	busy.hello()
+	expectCode(t, busy.cmd("MAIL FROM:<a@b.example>"), "250")
+	expectCode(t, busy.cmd("RCPT TO:<x@alerts.example.net>"), "250")
+	expectCode(t, busy.cmd("DATA"), "354")
+	busy.send("Subject: half\r\n\r\nfirst half\r\n")
+	waitFor(t, func() bool { // the server is in DATA
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for c := range s.conns {
+			if c.isInData() {
+				return true
+			}
+		}
+		return false
+	})
+
+	// With read_timeout at 5m, only waking idle sessions lets Shutdown
+	// return inside its deadline (which would make it return an error).
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	const bye = "421 4.3.2 gw.test: service shutting down; please send again later\r\n"
+	if got := idle.reply(); got != bye {
+		t.Fatalf("idle session got %q, want %q", got, bye)
+	}
+	if got := idle.reply(); got != "" {
+		t.Fatalf("idle session still open after the 421: %q", got)
+	}
+
+	busy.send("second half\r\n.\r\n")
+	expectCode(t, busy.reply(), "250")
+	if got := busy.reply(); got != bye {
+		t.Fatalf("after its message the busy session got %q, want %q", got, bye)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	assertMessages(t, rec, []string{"Subject: half\r\n\r\nfirst half\r\nsecond half\r\n"})
 }
