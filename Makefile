@@ -5,7 +5,7 @@ CONFIG   ?= configs/example.toml
 FUZZTIME ?= 5s
 PKGS     := ./...
 
-.PHONY: run test build vet fuzz fuzz-long bench soak clean
+.PHONY: run test build vet fuzz fuzz-long bench soak check-alerts clean
 
 ## run: build and serve configs/example.toml (log provider, SMTP on 127.0.0.1:2525, state under ./data)
 run: build
@@ -51,6 +51,13 @@ bench:
 ## soak: 10 minutes at 200 messages/s with 50 clients, half noise (not part of `make test`)
 soak:
 	$(GO) run ./cmd/psaload -duration 10m -clients 50 -rate 200 -noise 0.5 -report 30s
+
+## check-alerts: promtool (built once into bin/, pinned) checks and unit-tests configs/prometheus-alerts.yml
+PROMTOOL_VERSION := v0.316.0
+check-alerts:
+	@test -x bin/promtool || { echo "building promtool $(PROMTOOL_VERSION) into bin/ (a few minutes, once)"; GOBIN=$(CURDIR)/bin $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION); }
+	bin/promtool check rules configs/prometheus-alerts.yml
+	bin/promtool test rules configs/prometheus-alerts.test.yml
 
 clean:
 	rm -rf bin data
