@@ -126,7 +126,7 @@ func (g *Gateway) Accept(ctx context.Context, raw []byte, env message.Envelope) 
 	id := NewID(now)
 	s := g.Snapshot()
 	v, a, _ := s.Decide(id, raw, env)
-	log := g.log.With("msg", id, "from", a.From, "rcpt", firstOf(env.RcptTo), "subject", a.Subject, "client", v.Client, "rule", v.Rule)
+	log := g.log.With("id", id, "from", a.From, "rcpt", firstOf(env.RcptTo), "subject", a.Subject, "client", v.Client, "rule", v.Rule)
 	if g.metrics != nil {
 		g.metrics.LastMessageReceived.Set(float64(now.Unix()))
 		for _, r := range v.Audit {
@@ -205,7 +205,7 @@ func (g *Gateway) record(v *Verdict, env message.Envelope, decision, effect stri
 	select {
 	case g.audit <- e:
 	default:
-		g.log.Warn("audit queue full; decision not recorded in the audit trail", "msg", v.ID)
+		g.log.Warn("audit queue full; decision not recorded in the audit trail", "id", v.ID)
 	}
 }
 
@@ -370,6 +370,14 @@ func (g *Gateway) processOneByOne(n int) ([]*Result, error) {
 		var head *store.SpoolEntry
 		qerr := g.db.Update(func(tx *store.Tx) error {
 			entries, err := tx.SpoolHead(1)
+			if ce := (*store.CorruptSpoolError)(nil); errors.As(err, &ce) {
+				reason := "spool record could not be decoded: " + ce.Error()
+				if head, err = tx.SetAsideCorrupt(ce.Seq, reason, g.now()); err != nil || head == nil {
+					return err
+				}
+				return tx.AddAudit(&store.AuditEntry{Time: head.Received, Message: head.ID, Decision: Quarantine,
+					Effect: "processing failed", Detail: reason})
+			}
 			if err != nil || len(entries) == 0 {
 				return err
 			}
@@ -453,7 +461,7 @@ func joinProblems(p []string) string {
 
 func (g *Gateway) logResult(r *Result) {
 	v := r.Verdict
-	attrs := []any{"msg", v.ID, "decision", r.Decision, "effect", r.Effect, "rule", v.Rule, "client", v.Client,
+	attrs := []any{"id", v.ID, "decision", r.Decision, "effect", r.Effect, "rule", v.Rule, "client", v.Client,
 		"subject", v.Subject, "from", v.From}
 	if v.Device != "" {
 		attrs = append(attrs, "device", v.Device)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"psagate/internal/config"
 	"psagate/internal/message"
 	"psagate/internal/rules"
@@ -191,5 +193,60 @@ func TestPoisonMessageIsSetAsideNotBlocking(t *testing.T) {
 	})
 	if len(left) != 0 || len(q) != 1 || q[0].ID != "bad" || !strings.Contains(q[0].Reason, "unexpected action") || len(open) != 1 {
 		t.Fatalf("spool %d, quarantine %+v, open %d", len(left), q, len(open))
+	}
+}
+
+// A spool record that cannot even be decoded (a damaged file) is moved to
+// the quarantine with its bytes; the messages after it are processed.
+func TestCorruptSpoolRecordIsSetAside(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	db, err := store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(testSnapshot(t), Options{DB: db})
+	if r := g.Accept(context.Background(), mail("Failed: SRV9"), env); r.Code != 250 {
+		t.Fatal(r)
+	}
+	g.CloseAudit()
+	db.Close()
+
+	// Damage: a record under key 0, ahead of the good one.
+	bdb, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := []byte("\xff\xff\xff\xffnot a spool record")
+	if err := bdb.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("spool")).Put(make([]byte, 8), garbage)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bdb.Close()
+
+	db, err = store.Open(path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	g = New(testSnapshot(t), Options{DB: db})
+	defer g.CloseAudit()
+	n, err := g.ProcessSpool(context.Background(), 10)
+	if err != nil || n != 1 {
+		t.Fatalf("processed %d, %v; want the good message processed past the damaged record", n, err)
+	}
+	var q, left []*store.SpoolEntry
+	var open []*store.Incident
+	_ = db.View(func(tx *store.Tx) error {
+		q, _ = tx.Quarantined(10)
+		left, _ = tx.SpoolHead(10)
+		open, _ = tx.OpenIncidents()
+		return nil
+	})
+	if len(left) != 0 || len(open) != 1 || len(q) != 1 {
+		t.Fatalf("spool %d, quarantine %d, open %d", len(left), len(q), len(open))
+	}
+	if q[0].ID != "corrupt-0" || !bytes.Equal(q[0].Raw, garbage) || !strings.Contains(q[0].Reason, "could not be decoded") {
+		t.Fatalf("quarantined %q %q %q", q[0].ID, q[0].Raw, q[0].Reason)
 	}
 }

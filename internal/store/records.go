@@ -92,18 +92,45 @@ func (d *DB) Accept(e *SpoolEntry, dedupe []byte) (origID string, dup bool, err 
 	return origID, dup, err
 }
 
-// SpoolHead returns up to n of the oldest spooled messages.
+// CorruptSpoolError is a spool record that cannot be decoded (a damaged
+// file, or a bug): SetAsideCorrupt moves it out of the way.
+type CorruptSpoolError struct {
+	Seq uint64
+	Err error
+}
+
+func (e *CorruptSpoolError) Error() string { return e.Err.Error() }
+func (e *CorruptSpoolError) Unwrap() error { return e.Err }
+
+// SpoolHead returns up to n of the oldest spooled messages. A record that
+// cannot be decoded ends the list with a *CorruptSpoolError.
 func (t *Tx) SpoolHead(n int) ([]*SpoolEntry, error) {
 	var out []*SpoolEntry
 	c := t.b(bSpool).Cursor()
 	for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
 		e, err := decodeSpool(getU64(k), v)
 		if err != nil {
-			return out, err
+			return out, &CorruptSpoolError{Seq: getU64(k), Err: err}
 		}
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// SetAsideCorrupt moves the undecodable spool record seq, bytes and all,
+// to the quarantine under the id "corrupt-<seq>", so the messages after it
+// are processed and an admin can still look at what was there. It returns
+// the quarantine entry.
+func (t *Tx) SetAsideCorrupt(seq uint64, reason string, now time.Time) (*SpoolEntry, error) {
+	v := t.b(bSpool).Get(u64(seq))
+	if v == nil {
+		return nil, nil
+	}
+	e := &SpoolEntry{Seq: seq, ID: fmt.Sprintf("corrupt-%d", seq), Received: now, Raw: bytes.Clone(v)}
+	if err := t.Quarantine(e, reason); err != nil {
+		return nil, err
+	}
+	return e, t.DeleteSpool(seq)
 }
 
 // SpoolLen is the number of messages waiting.
@@ -317,7 +344,7 @@ type Job struct {
 
 	Created   time.Time `json:"created"`
 	Attempts  int       `json:"attempts"`
-	Started   bool      `json:"started,omitempty"` // an attempt began and its outcome is not recorded
+	Started   bool      `json:"started,omitempty"` // an attempt began and its outcome is not known: it may have reached the PSA
 	NextTry   time.Time `json:"next_try,omitzero"`
 	LastError string    `json:"last_error,omitempty"`
 	Provider  string    `json:"provider,omitempty"` // provider of the last attempt
@@ -439,11 +466,13 @@ func eachJob(b *bolt.Bucket, fn func(*Job) bool) error {
 	return nil
 }
 
-// Kill moves an outbox job to the dead letters.
+// Kill moves an outbox job to the dead letters. Started is kept: a job
+// that died after a timeout or in mid-call may have reached the PSA, and
+// when it is revived its first attempt must look for that before it
+// creates anything again.
 func (t *Tx) Kill(j *Job, reason string, at time.Time) error {
 	j.Reason = reason
 	j.DeadAt = at
-	j.Started = false
 	if err := putJSON(t.b(bDead), u64(j.ID), j); err != nil {
 		return err
 	}

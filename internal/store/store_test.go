@@ -111,7 +111,7 @@ func TestJobsDeadRevive(t *testing.T) {
 		if !strings.HasPrefix(n.Marker, db.Instance()+"-") {
 			t.Errorf("note marker = %q", n.Marker)
 		}
-		j.Attempts = 3
+		j.Attempts, j.Started = 3, true // the last attempt's outcome is unknown
 		return tx.Kill(j, "HTTP 400: bad board", now)
 	})
 	_ = db.View(func(tx *Tx) error {
@@ -128,6 +128,11 @@ func TestJobsDeadRevive(t *testing.T) {
 		j, err := tx.Revive(ids[0], now)
 		if err != nil || j == nil || j.Attempts != 0 {
 			t.Errorf("revive: %+v %v", j, err)
+		}
+		// It may have reached the PSA: the revived job must search before
+		// it creates, or a retry makes a second ticket.
+		if j != nil && !j.Started {
+			t.Error("revive forgot that the job may have reached the PSA")
 		}
 		return nil
 	})
