@@ -45,7 +45,8 @@ func cmdPSA(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	// Whatever a PSA or a library echoes, no configured secret reaches the terminal.
-	out := &scrubWriter{w: stdout, secrets: cfg.Secrets()}
+	out := &scrubWriter{w: stdout}
+	out.add(cfg.Secrets())
 	switch sub {
 	case "test":
 		scope := "organisation settings"

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"psagate/internal/app"
@@ -23,11 +25,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg.Log, stderr, cfg.Secrets())
+	logger, lc := newLogger(cfg.Log, stderr, cfg.Secrets())
 	slog.SetDefault(logger)
 
 	ctx := context.Background()
-	a, err := app.Start(ctx, *cfgPath, app.Options{Logger: logger, LogOutput: stdout})
+	a, err := app.Start(ctx, *cfgPath, app.Options{Logger: logger, LogOutput: stdout, OnReload: lc.update})
 	if err != nil {
 		return err
 	}
@@ -56,41 +58,70 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 }
 
 // newLogger builds the slog logger of [log], with a last line of defence
-// that blanks any configured secret from every log line.
-func newLogger(c config.Log, w io.Writer, secrets []string) *slog.Logger {
-	lvl := slog.LevelInfo
-	switch c.Level {
-	case "debug":
-		lvl = slog.LevelDebug
-	case "warn":
-		lvl = slog.LevelWarn
-	case "error":
-		lvl = slog.LevelError
-	}
-	sw := &scrubWriter{w: w}
-	for _, s := range secrets {
-		if len(s) >= 4 {
-			sw.secrets = append(sw.secrets, s)
-		}
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
+// that blanks any configured secret from every log line. The control it
+// returns applies a reloaded config's level and secrets.
+func newLogger(c config.Log, w io.Writer, secrets []string) (*slog.Logger, *logControl) {
+	lc := &logControl{sw: &scrubWriter{w: w}}
+	lc.level.Set(levelOf(c.Level))
+	lc.sw.add(secrets)
+	opts := &slog.HandlerOptions{Level: &lc.level}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(sw, opts))
+		return slog.New(slog.NewJSONHandler(lc.sw, opts)), lc
 	}
-	return slog.New(slog.NewTextHandler(sw, opts))
+	return slog.New(slog.NewTextHandler(lc.sw, opts)), lc
+}
+
+func levelOf(s string) slog.Level {
+	switch s {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// logControl changes a running logger. The format cannot change without a
+// restart (the reload says so).
+type logControl struct {
+	level slog.LevelVar
+	sw    *scrubWriter
+}
+
+// update applies a reloaded config. Secrets are added, never removed: a
+// rotated-out key or password is still one that must not be printed.
+func (lc *logControl) update(c *config.Config) {
+	lc.level.Set(levelOf(c.Log.Level))
+	lc.sw.add(c.Secrets())
 }
 
 type scrubWriter struct {
 	w       io.Writer
+	mu      sync.RWMutex
 	secrets []string
 }
 
+func (s *scrubWriter) add(secrets []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sec := range secrets {
+		if len(sec) >= 4 && !slices.Contains(s.secrets, sec) {
+			s.secrets = append(s.secrets, sec)
+		}
+	}
+}
+
 func (s *scrubWriter) Write(p []byte) (int, error) {
-	if len(s.secrets) == 0 {
+	s.mu.RLock()
+	secrets := s.secrets
+	s.mu.RUnlock()
+	if len(secrets) == 0 {
 		return s.w.Write(p)
 	}
 	line := string(p)
-	for _, sec := range s.secrets {
+	for _, sec := range secrets {
 		line = strings.ReplaceAll(line, sec, "[redacted]")
 	}
 	if _, err := io.WriteString(s.w, line); err != nil {

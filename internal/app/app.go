@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,9 @@ type Options struct {
 	Now        func() time.Time
 	// ProviderFactory replaces the default providers (tests).
 	Providers map[string]psa.Provider
+	// OnReload runs after a successful reload with the new config, for
+	// what the caller owns (the logger's level and secret scrubber).
+	OnReload func(*config.Config)
 }
 
 // App is a running gateway.
@@ -219,11 +223,33 @@ func (a *App) Reload() error {
 		return err
 	}
 	old := a.Snapshot().Config
-	if old.SMTP.Listen != snap.Config.SMTP.Listen || old.State.Path != snap.Config.State.Path ||
-		old.HTTP.Listen != snap.Config.HTTP.Listen || old.Rules.Dir != snap.Config.Rules.Dir {
-		a.log.Warn("smtp.listen, http.listen, state.path and rules.dir take effect only after a restart")
+	// The SMTP side first: it is the only part that can still refuse (a
+	// certificate that does not load), and then nothing has changed.
+	restart, err := a.smtp.Update(snap.Config.SMTP)
+	if err != nil {
+		a.Metrics.ConfigReloadSuccess.Set(0)
+		return err
+	}
+	for _, f := range []struct {
+		key     string
+		changed bool
+	}{
+		{"http.listen", old.HTTP.Listen != snap.Config.HTTP.Listen},
+		{"state.path", old.State.Path != snap.Config.State.Path},
+		{"rules.dir", old.Rules.Dir != snap.Config.Rules.Dir},
+		{"log.format", old.Log.Format != snap.Config.Log.Format},
+	} {
+		if f.changed {
+			restart = append(restart, f.key)
+		}
+	}
+	if len(restart) > 0 {
+		a.log.Warn("some changed settings take effect only after a restart; the old values stay in force until then", "keys", strings.Join(restart, ", "))
 	}
 	a.Gateway.Swap(snap)
+	if a.opts.OnReload != nil {
+		a.opts.OnReload(snap.Config)
+	}
 	a.Metrics.RulesLoaded.Set(float64(len(snap.Rules.Rules())))
 	a.Metrics.ConfigReloadSuccess.Set(1)
 	a.Metrics.ConfigReloadTimestamp.Set(float64(a.opts.Now().Unix()))

@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -43,7 +44,8 @@ type Handler func(ctx context.Context, raw []byte, env message.Envelope) Reply
 
 // Server is a running SMTP listener.
 type Server struct {
-	cfg     config.SMTP
+	cfg     atomic.Pointer[config.SMTP] // swapped by Update; read per use
+	tlsCert atomic.Pointer[tls.Certificate]
 	handler Handler
 	metrics *metrics.Metrics
 	log     *slog.Logger
@@ -77,14 +79,19 @@ func New(cfg config.SMTP, h Handler, m *metrics.Metrics, log *slog.Logger) (*Ser
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{cfg: cfg, handler: h, metrics: m, log: log, perIP: map[netip.Addr]int{},
+	s := &Server{handler: h, metrics: m, log: log, perIP: map[netip.Addr]int{},
 		authFails: map[netip.Addr]*authFail{}, now: time.Now}
+	s.cfg.Store(&cfg)
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			return nil, fmt.Errorf("smtp.tls_cert/tls_key: %w", err)
 		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.tlsCert.Store(&cert)
+		// Through GetCertificate, so a reload can swap in a renewed
+		// certificate without a restart.
+		s.tls = &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.tlsCert.Load(), nil }}
 	}
 	srv := gosmtp.NewServer(&backend{s: s})
 	srv.Domain = cfg.Hostname
@@ -103,6 +110,55 @@ func New(cfg config.SMTP, h Handler, m *metrics.Metrics, log *slog.Logger) (*Ser
 	srv.ErrorLog = slogLogger{log}
 	s.smtp = srv
 	return s, nil
+}
+
+// conf is the configuration in force; sessions read it at each use, so
+// an Update applies to the next command of every session.
+func (s *Server) conf() *config.SMTP { return s.cfg.Load() }
+
+// Update applies a reloaded [smtp] section. The keys that go-smtp reads
+// for itself, and the listener, cannot change while it runs: Update
+// returns their names, leaves their old values in force, and the caller
+// says a restart is needed. Everything else (who may connect and log in,
+// which domains are taken, limits of psagate's own, the certificate)
+// applies at once. A certificate that cannot be loaded fails the update
+// and changes nothing.
+func (s *Server) Update(cfg config.SMTP) (restartNeeded []string, err error) {
+	old := s.conf()
+	fixed := []struct {
+		key     string
+		changed bool
+	}{
+		{"smtp.listen", old.Listen != cfg.Listen},
+		{"smtp.hostname", old.Hostname != cfg.Hostname},
+		{"smtp.max_message_bytes", old.MaxMessageBytes != cfg.MaxMessageBytes},
+		{"smtp.max_recipients", old.MaxRecipients != cfg.MaxRecipients},
+		{"smtp.max_line_length", old.MaxLineLength != cfg.MaxLineLength},
+		{"smtp.read_timeout", old.ReadTimeout != cfg.ReadTimeout},
+		{"smtp.write_timeout", old.WriteTimeout != cfg.WriteTimeout},
+		{"smtp.tls_cert", (old.TLSCert == "") != (cfg.TLSCert == "")}, // turning STARTTLS on or off
+	}
+	next := cfg
+	for _, f := range fixed {
+		if f.changed {
+			restartNeeded = append(restartNeeded, f.key)
+		}
+	}
+	next.Listen, next.Hostname, next.MaxMessageBytes, next.MaxRecipients = old.Listen, old.Hostname, old.MaxMessageBytes, old.MaxRecipients
+	next.MaxLineLength, next.ReadTimeout, next.WriteTimeout = old.MaxLineLength, old.ReadTimeout, old.WriteTimeout
+	if s.tls == nil {
+		next.TLSCert, next.TLSKey = "", ""
+	} else if cfg.TLSCert == "" {
+		next.TLSCert, next.TLSKey = old.TLSCert, old.TLSKey
+	} else {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("smtp.tls_cert/tls_key: %w", err)
+		}
+		s.tlsCert.Store(&cert)
+	}
+	s.cfg.Store(&next)
+	return restartNeeded, nil
 }
 
 type slogLogger struct{ l *slog.Logger }
@@ -125,9 +181,9 @@ func (l slogLogger) Println(v ...any) { l.l.Debug("smtp", "detail", fmt.Sprint(v
 
 // Listen opens the configured address.
 func (s *Server) Listen() (net.Listener, error) {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	ln, err := net.Listen("tcp", s.conf().Listen)
 	if err != nil {
-		return nil, fmt.Errorf("smtp.listen %s: %w", s.cfg.Listen, err)
+		return nil, fmt.Errorf("smtp.listen %s: %w", s.conf().Listen, err)
 	}
 	return ln, nil
 }
@@ -224,7 +280,7 @@ func addrOf(a net.Addr) netip.Addr {
 }
 
 func (s *Server) allowed(ip netip.Addr) bool {
-	for _, p := range s.cfg.AllowedPrefixes {
+	for _, p := range s.conf().AllowedPrefixes {
 		if p.Contains(ip) {
 			return true
 		}
@@ -235,18 +291,18 @@ func (s *Server) allowed(ip netip.Addr) bool {
 // admit decides whether a new connection may start a session and counts it.
 func (s *Server) admit(ip netip.Addr) (int, string, string) {
 	if !s.allowed(ip) {
-		return 554, fmt.Sprintf("5.7.1 %s: connections from %s are not allowed (add it to smtp.allowed_networks)", s.cfg.Hostname, ip), "network"
+		return 554, fmt.Sprintf("5.7.1 %s: connections from %s are not allowed (add it to smtp.allowed_networks)", s.conf().Hostname, ip), "network"
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f := s.authFails[ip]; f != nil && s.now().Before(f.until) {
-		return 421, fmt.Sprintf("4.7.0 %s: too many failed logins from %s; try again after %s", s.cfg.Hostname, ip, f.until.UTC().Format(time.RFC3339)), "auth"
+		return 421, fmt.Sprintf("4.7.0 %s: too many failed logins from %s; try again after %s", s.conf().Hostname, ip, f.until.UTC().Format(time.RFC3339)), "auth"
 	}
-	if s.total >= s.cfg.MaxSessions {
-		return 421, fmt.Sprintf("4.7.0 %s: too many connections (%d); try again later", s.cfg.Hostname, s.cfg.MaxSessions), "busy"
+	if s.total >= s.conf().MaxSessions {
+		return 421, fmt.Sprintf("4.7.0 %s: too many connections (%d); try again later", s.conf().Hostname, s.conf().MaxSessions), "busy"
 	}
-	if s.perIP[ip] >= s.cfg.MaxSessionsPerIP {
-		return 421, fmt.Sprintf("4.7.0 %s: too many connections from %s (%d); try again later", s.cfg.Hostname, ip, s.cfg.MaxSessionsPerIP), "busy"
+	if s.perIP[ip] >= s.conf().MaxSessionsPerIP {
+		return 421, fmt.Sprintf("4.7.0 %s: too many connections from %s (%d); try again later", s.conf().Hostname, ip, s.conf().MaxSessionsPerIP), "busy"
 	}
 	s.total++
 	s.perIP[ip]++
@@ -290,8 +346,8 @@ func (s *Server) authFailed(ip netip.Addr) bool {
 	}
 	f.count++
 	f.last = now
-	if f.count >= s.cfg.MaxAuthFailures {
-		f.until = now.Add(s.cfg.AuthFailurePause.D())
+	if f.count >= s.conf().MaxAuthFailures {
+		f.until = now.Add(s.conf().AuthFailurePause.D())
 		return true
 	}
 	return false
@@ -303,7 +359,7 @@ func (s *Server) authStale(f *authFail, now time.Time) bool {
 	if !f.until.IsZero() {
 		return now.After(f.until)
 	}
-	return now.Sub(f.last) > s.cfg.AuthFailurePause.D()
+	return now.Sub(f.last) > s.conf().AuthFailurePause.D()
 }
 
 func (s *Server) authOK(ip netip.Addr) {
@@ -334,7 +390,7 @@ type conn struct {
 }
 
 func newConn(c net.Conn, s *Server, ip netip.Addr) *conn {
-	cn := &conn{Conn: c, s: s, ip: ip, deadline: time.Now().Add(s.cfg.SessionTimeout.D())}
+	cn := &conn{Conn: c, s: s, ip: ip, deadline: time.Now().Add(s.conf().SessionTimeout.D())}
 	s.mu.Lock()
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})
@@ -421,14 +477,14 @@ func (c *conn) Read(b []byte) (int, error) {
 		c.mu.Unlock()
 		if !inData && c.s.closing() {
 			c.s.log.Debug("shutting down; closing idle session", "remote", c.ip.String())
-			c.abort(sc, "421 4.3.2 %s: service shutting down; please send again later", c.s.cfg.Hostname)
+			c.abort(sc, "421 4.3.2 %s: service shutting down; please send again later", c.s.conf().Hostname)
 		} else if !inData {
-			what := fmt.Sprintf("no complete command within smtp.read_timeout (%s)", c.s.cfg.ReadTimeout.D())
+			what := fmt.Sprintf("no complete command within smtp.read_timeout (%s)", c.s.conf().ReadTimeout.D())
 			if !time.Now().Before(c.deadline) {
-				what = fmt.Sprintf("session longer than smtp.session_timeout (%s)", c.s.cfg.SessionTimeout.D())
+				what = fmt.Sprintf("session longer than smtp.session_timeout (%s)", c.s.conf().SessionTimeout.D())
 			}
 			c.s.log.Info("timeout; closing", "remote", c.ip.String(), "reason", what)
-			c.abort(sc, "421 4.4.2 %s: %s; closing", c.s.cfg.Hostname, what)
+			c.abort(sc, "421 4.4.2 %s: %s; closing", c.s.conf().Hostname, what)
 		}
 	}
 	return n, err
@@ -470,13 +526,13 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 	}
 	if !c.inData && !c.mailSeen {
 		c.commands++
-		if c.commands > c.s.cfg.MaxCommands {
+		if c.commands > c.s.conf().MaxCommands {
 			c.killed = true
 			sc := c.smtp
 			c.mu.Unlock()
 			c.s.refuse("protocol")
 			c.s.log.Info("too many commands before MAIL; closing", "remote", c.ip.String())
-			c.abort(sc, "421 4.7.0 %s: too many commands without sending mail; closing", c.s.cfg.Hostname)
+			c.abort(sc, "421 4.7.0 %s: too many commands without sending mail; closing", c.s.conf().Hostname)
 			return net.ErrClosed
 		}
 	}
@@ -567,7 +623,7 @@ func smtpErr(code int, enh [3]int, msg string) *gosmtp.SMTPError {
 }
 
 func (ss *session) requireAuth() bool {
-	return len(ss.s.cfg.Users) > 0 && (ss.s.cfg.RequireAuth == nil || *ss.s.cfg.RequireAuth)
+	return len(ss.s.conf().Users) > 0 && (ss.s.conf().RequireAuth == nil || *ss.s.conf().RequireAuth)
 }
 
 func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
@@ -579,13 +635,13 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		// still listed; RFC 5321 3.3 wants a RSET between transactions.
 		return smtpErr(503, [3]int{5, 5, 1}, "Nested MAIL command: a transaction is already open; send RSET first")
 	}
-	if ss.s.cfg.RequireTLS && !ss.tls {
+	if ss.s.conf().RequireTLS && !ss.tls {
 		ss.s.refuse("tls")
 		return smtpErr(530, [3]int{5, 7, 0}, "This gateway requires STARTTLS before MAIL FROM (smtp.require_tls)")
 	}
-	if opts != nil && opts.Size > ss.s.cfg.MaxMessageBytes {
+	if opts != nil && opts.Size > ss.s.conf().MaxMessageBytes {
 		ss.s.refuse("size")
-		return smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", ss.s.cfg.MaxMessageBytes))
+		return smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", ss.s.conf().MaxMessageBytes))
 	}
 	if ss.requireAuth() && ss.authed == "" {
 		ss.s.refuse("auth")
@@ -602,17 +658,17 @@ func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	at := strings.LastIndexByte(to, '@')
 	if at < 0 {
 		ss.s.refuse("relay")
-		return smtpErr(550, [3]int{5, 1, 3}, fmt.Sprintf("<%s> is not a full address; send alerts to an address at %s", to, strings.Join(ss.s.cfg.AcceptDomains, " or ")))
+		return smtpErr(550, [3]int{5, 1, 3}, fmt.Sprintf("<%s> is not a full address; send alerts to an address at %s", to, strings.Join(ss.s.conf().AcceptDomains, " or ")))
 	}
 	dom := strings.ToLower(strings.TrimSuffix(to[at+1:], "."))
-	for _, d := range ss.s.cfg.AcceptDomains {
+	for _, d := range ss.s.conf().AcceptDomains {
 		if dom == d {
 			ss.rcpts = append(ss.rcpts, strings.ToLower(to))
 			return nil
 		}
 	}
 	ss.s.refuse("relay")
-	return smtpErr(550, [3]int{5, 7, 1}, fmt.Sprintf("Relaying denied: this gateway only takes mail for %s, not <%s>", strings.Join(ss.s.cfg.AcceptDomains, ", "), to))
+	return smtpErr(550, [3]int{5, 7, 1}, fmt.Sprintf("Relaying denied: this gateway only takes mail for %s, not <%s>", strings.Join(ss.s.conf().AcceptDomains, ", "), to))
 }
 
 func (ss *session) Data(r io.Reader) error {
@@ -621,13 +677,13 @@ func (ss *session) Data(r io.Reader) error {
 		defer ss.conn.setData(false)
 		// The whole message must arrive within data_timeout; go-smtp only
 		// sets a deadline per command line.
-		_ = ss.conn.setDeadline(time.Now().Add(ss.s.cfg.DataTimeout.D()))
+		_ = ss.conn.setDeadline(time.Now().Add(ss.s.conf().DataTimeout.D()))
 	}
-	raw, err := readLimited(r, ss.s.cfg.MaxMessageBytes)
+	raw, err := readLimited(r, ss.s.conf().MaxMessageBytes)
 	if err != nil {
 		if errors.Is(err, gosmtp.ErrDataTooLarge) {
 			ss.s.refuse("size")
-			return smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", ss.s.cfg.MaxMessageBytes))
+			return smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", ss.s.conf().MaxMessageBytes))
 		}
 		// After a timeout or an over-long line the rest of the stream cannot
 		// be trusted to be commands: answer, then close.
@@ -636,7 +692,7 @@ func (ss *session) Data(r io.Reader) error {
 			if ss.conn != nil {
 				ss.conn.closeAfterWrite()
 			}
-			return smtpErr(421, [3]int{4, 4, 2}, fmt.Sprintf("Timed out while receiving the message (smtp.data_timeout %s); closing, please retry", ss.s.cfg.DataTimeout.D()))
+			return smtpErr(421, [3]int{4, 4, 2}, fmt.Sprintf("Timed out while receiving the message (smtp.data_timeout %s); closing, please retry", ss.s.conf().DataTimeout.D()))
 		}
 		if errors.Is(err, gosmtp.ErrTooLongLine) {
 			if ss.conn != nil {
@@ -644,7 +700,7 @@ func (ss *session) Data(r io.Reader) error {
 			}
 			ss.s.refuse("protocol")
 			// 5xx: retrying the same message cannot succeed.
-			return smtpErr(500, [3]int{5, 5, 0}, fmt.Sprintf("Line too long: this gateway takes lines of at most %d bytes (smtp.max_line_length); closing", ss.s.cfg.MaxLineLength))
+			return smtpErr(500, [3]int{5, 5, 0}, fmt.Sprintf("Line too long: this gateway takes lines of at most %d bytes (smtp.max_line_length); closing", ss.s.conf().MaxLineLength))
 		}
 		return smtpErr(451, [3]int{4, 3, 0}, "Error while receiving the message; please retry")
 	}
@@ -654,7 +710,7 @@ func (ss *session) Data(r io.Reader) error {
 		// that way: its end marker is read before any read could see EOF.
 		return smtpErr(451, [3]int{4, 3, 0}, "Connection closed before the whole message arrived")
 	}
-	raw, verr := checkLineEndings(raw, ss.s.cfg.BareLF)
+	raw, verr := checkLineEndings(raw, ss.s.conf().BareLF)
 	if verr != nil {
 		ss.s.refuse("bare_lf")
 		ss.s.log.Info("message refused", "remote", ss.ip.String(), "reason", verr.Message)
@@ -714,7 +770,7 @@ func (ss *session) Logout() error { return nil }
 // AuthMechanisms advertises AUTH only where a password may be sent: over
 // TLS, or from loopback (a local relay or test). With require_tls, TLS only.
 func (ss *session) AuthMechanisms() []string {
-	if len(ss.s.cfg.Users) == 0 || !ss.authAllowed() {
+	if len(ss.s.conf().Users) == 0 || !ss.authAllowed() {
 		return nil
 	}
 	return []string{sasl.Plain, sasl.Login}
@@ -724,11 +780,11 @@ func (ss *session) authAllowed() bool {
 	if ss.tls {
 		return true
 	}
-	return !ss.s.cfg.RequireTLS && ss.ip.IsLoopback()
+	return !ss.s.conf().RequireTLS && ss.ip.IsLoopback()
 }
 
 func (ss *session) Auth(mech string) (sasl.Server, error) {
-	if len(ss.s.cfg.Users) == 0 {
+	if len(ss.s.conf().Users) == 0 {
 		return nil, smtpErr(502, [3]int{5, 5, 1}, "Authentication is not enabled on this gateway")
 	}
 	if !ss.authAllowed() {
@@ -741,7 +797,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 			// login attempt; the session is already closed.
 			return smtpErr(421, [3]int{4, 4, 2}, "Timed out")
 		}
-		for _, u := range ss.s.cfg.Users {
+		for _, u := range ss.s.conf().Users {
 			if subtle.ConstantTimeCompare([]byte(u.Name), []byte(user)) == 1 &&
 				subtle.ConstantTimeCompare([]byte(u.Password.Value()), []byte(pass)) == 1 {
 				ss.authed = u.Name
@@ -753,7 +809,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 		// Only a configured user name is logged: a password typed into the
 		// user field must not end up in the log.
 		who := "(not a configured user)"
-		for _, u := range ss.s.cfg.Users {
+		for _, u := range ss.s.conf().Users {
 			if u.Name == user {
 				who = user
 			}
@@ -765,7 +821,7 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 			if ss.conn != nil {
 				ss.conn.closeAfterWrite()
 			}
-			return smtpErr(421, [3]int{4, 7, 0}, fmt.Sprintf("Too many failed logins; try again in %s", ss.s.cfg.AuthFailurePause.D()))
+			return smtpErr(421, [3]int{4, 7, 0}, fmt.Sprintf("Too many failed logins; try again in %s", ss.s.conf().AuthFailurePause.D()))
 		}
 		return smtpErr(535, [3]int{5, 7, 8}, "Authentication failed: wrong user name or password")
 	}
