@@ -99,7 +99,7 @@ func TestTryJSONOverSamples(t *testing.T) {
 			for i, r := range rows {
 				l := lines[i]
 				for _, k := range []string{"file", "decision", "rule", "client", "key", "summary"} {
-					if _, ok := l[k]; !ok && !(k == "key" && (l["decision"] == "drop" || l["decision"] == "quarantine")) {
+					if _, ok := l[k]; !ok {
 						t.Errorf("%s: field %q missing", r.File, k)
 					}
 				}
@@ -185,9 +185,9 @@ func TestPSATestConnectWise(t *testing.T) {
 	for _, tc := range []struct {
 		name, key, value, want string
 	}{
-		{"wrong key", "connectwise.private_key", "not-the-key", "401"},
-		{"unknown company id", "connectwise.company_id", "nosuchco", "nosuchco"},
-		{"unknown board", "connectwise.board", "No Such Board", "Backup Alerts"},
+		{"wrong key", "connectwise.private_key", "not-the-key", "FAIL credentials: HTTP 401: The supplied authentication is incorrect. ConnectWise refused the API key: check connectwise.public_key and connectwise.private_key"},
+		{"unknown company id", "connectwise.company_id", "nosuchco", `FAIL company info: company ID "nosuchco" (connectwise.company_id) is not known at 127.0.0.1`},
+		{"unknown board", "connectwise.board", "No Such Board", `FAIL board: connectwise.board "No Such Board" does not exist in ConnectWise; valid boards: "Help Desk", "Backup Alerts", "Vault Alerts"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := maps.Clone(good)
@@ -227,12 +227,12 @@ func TestPSATestAutotask(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Connection Succeeded") {
 		t.Fatalf("good settings: exit %d\n%s%s", code, out, stderr)
 	}
-	for _, tc := range []struct{ key, value string }{
-		{"autotask.username", "nobody@example.com"},
-		{"autotask.secret", "wrong-secret"},
-		{"autotask.integration_code", "WRONGCODE"},
-		{"autotask.company_id", "99999"},
-		{"autotask.queue_id", "No Such Queue"},
+	for _, tc := range []struct{ key, value, want string }{
+		{"autotask.username", "nobody@example.com", `Zone discovery: FAILED: Autotask does not know the API user "nobody@example.com" (zone information could not be determined): check autotask.username`},
+		{"autotask.secret", "wrong-secret", "Authentication: FAILED: Autotask refused the username or secret (HTTP 401): check autotask.username and autotask.secret"},
+		{"autotask.integration_code", "WRONGCODE", "Authentication: FAILED: Autotask rejected the API tracking identifier (IntegrationCode is invalid): check autotask.integration_code"},
+		{"autotask.company_id", "99999", "Company: FAILED: there is no Autotask company with id 99999 (autotask.company_id)"},
+		{"autotask.queue_id", "No Such Queue", `Queue (autotask.queue_id): FAILED: autotask.queue_id "No Such Queue" is not a queue in Autotask; valid queues: 29683482 (Backup Alerts), 29683483 (Monitoring)`},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			s := maps.Clone(good)
@@ -242,9 +242,9 @@ func TestPSATestAutotask(t *testing.T) {
 			if code != 1 || strings.Contains(all, "Connection Succeeded") {
 				t.Fatalf("exit %d:\n%s", code, all)
 			}
-			// The message names the setting to fix.
-			if !strings.Contains(all, tc.key) {
-				t.Fatalf("message does not name %q:\n%s", tc.key, all)
+			// The message says what is wrong and names the setting to fix.
+			if !strings.Contains(all, tc.want) {
+				t.Fatalf("output lacks %q:\n%s", tc.want, all)
 			}
 			for _, secret := range []string{good["autotask.secret"], good["autotask.integration_code"], "wrong-secret", "WRONGCODE"} {
 				if strings.Contains(all, secret) {

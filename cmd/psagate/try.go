@@ -31,7 +31,7 @@ type tryLine struct {
 	Audit    []string `json:"audit,omitempty"`
 	Client   string   `json:"client"`
 	Device   string   `json:"device,omitempty"`
-	Key      string   `json:"key,omitempty"`
+	Key      string   `json:"key"`
 	Summary  string   `json:"summary"`
 	Incident uint64   `json:"incident,omitempty"`
 	Jobs     []string `json:"jobs,omitempty"`

@@ -92,6 +92,21 @@ func (p *Provider) Test(ctx context.Context, s psa.Settings, out io.Writer) erro
 
 	if cfg.endpoint != "" {
 		r.ok("endpoint", cfg.endpoint+" (codebase discovery skipped)")
+		// A self-hosted server usually serves company info beside the API:
+		// ask it, so an unknown company ID is named as such rather than
+		// showing up as the 401 of the next step.
+		if u, err := url.Parse(cfg.endpoint); err == nil && u.Host != "" {
+			info, err := cl.companyInfo(ctx, u.Scheme+"://"+u.Host, u.Host)
+			switch {
+			case err == nil:
+				r.ok("company info", fmt.Sprintf("company ID %q found (%s)", cfg.companyID, info.CompanyName))
+			case errors.As(err, new(unknownCompanyError)):
+				r.fail("company info", err)
+				return r.finish()
+			default:
+				r.skip("company info", "not served beside the endpoint; the company ID is checked with the credentials")
+			}
+		}
 	} else {
 		detail := cfg.site
 		if cfg.siteMapped != "" {

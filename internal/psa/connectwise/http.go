@@ -62,51 +62,72 @@ func (c *call) baseURL(ctx context.Context) (string, error) {
 	return b, err
 }
 
-// discover asks the site for the login company's codebase and remembers the
-// resulting base URL. It needs no credentials.
-func (c *call) discover(ctx context.Context) (*companyInfo, string, error) {
-	u := "https://" + c.cfg.site + "/login/companyinfo/" + url.PathEscape(c.cfg.companyID)
+// unknownCompanyError is company info's answer for a company ID the
+// server does not know (HTTP 200 with a null body).
+type unknownCompanyError struct{ err *psa.Error }
+
+func (e unknownCompanyError) Error() string { return e.err.Error() }
+func (e unknownCompanyError) Unwrap() error { return e.err }
+
+func (c *call) unknownCompany(host string) error {
+	return unknownCompanyError{err: c.errorf(psa.Auth, fmt.Sprintf("company ID %q (connectwise.company_id) is not known at %s: use the company ID you type on the ConnectWise login page",
+		c.cfg.companyID, host))}
+}
+
+// companyInfo asks origin (scheme and host) for the login company's
+// details; host is how the messages name the server.
+func (c *call) companyInfo(ctx context.Context, origin, host string) (*companyInfo, error) {
+	u := origin + "/login/companyinfo/" + url.PathEscape(c.cfg.companyID)
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, "", c.errorf(psa.Auth, "connectwise.site "+c.cfg.site+" gives no valid URL: "+err.Error())
+		return nil, c.errorf(psa.Auth, "connectwise.site "+host+" gives no valid URL: "+err.Error())
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", userAgent)
 	start := c.p.now()
 	resp, err := c.p.hc.Do(req)
 	if err != nil {
-		return nil, "", c.netErr(ctx, rctx, err, "GET /login/companyinfo")
+		return nil, c.netErr(ctx, rctx, err, "GET /login/companyinfo")
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, "", c.netErr(ctx, rctx, err, "GET /login/companyinfo")
+		return nil, c.netErr(ctx, rctx, err, "GET /login/companyinfo")
 	}
 	c.p.log.Debug("connectwise request", "op", c.op, "method", "GET", "path", "/login/companyinfo", "status", resp.StatusCode,
 		"duration", c.p.now().Sub(start))
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		e := c.errorf(psa.Transient, fmt.Sprintf("company info at %s answered HTTP %d", c.cfg.site, resp.StatusCode))
+		e := c.errorf(psa.Transient, fmt.Sprintf("company info at %s answered HTTP %d", host, resp.StatusCode))
 		e.Status = resp.StatusCode
 		e.RetryAfter = psa.ParseRetryAfter(resp.Header.Get("Retry-After"), c.p.now())
-		return nil, "", e
+		return nil, e
 	case resp.StatusCode != http.StatusOK:
-		e := c.errorf(psa.Auth, fmt.Sprintf("https://%s/login/companyinfo answered HTTP %d: is connectwise.site %q the ConnectWise API host (cloud: api-na.myconnectwise.net, api-eu..., api-au...)?",
-			c.cfg.site, resp.StatusCode, c.cfg.site))
+		e := c.errorf(psa.Auth, fmt.Sprintf("%s/login/companyinfo answered HTTP %d: is connectwise.site %q the ConnectWise API host (cloud: api-na.myconnectwise.net, api-eu..., api-au...)?",
+			origin, resp.StatusCode, host))
 		e.Status = resp.StatusCode
-		return nil, "", e
+		return nil, e
 	}
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || string(trimmed) == "null" {
-		return nil, "", c.errorf(psa.Auth, fmt.Sprintf("company ID %q (connectwise.company_id) is not known at %s: use the company ID you type on the ConnectWise login page",
-			c.cfg.companyID, c.cfg.site))
+		return nil, c.unknownCompany(host)
 	}
 	var info companyInfo
 	if err := json.Unmarshal(trimmed, &info); err != nil {
-		return nil, "", c.errorf(psa.Auth, fmt.Sprintf("https://%s/login/companyinfo did not answer with ConnectWise company info: is connectwise.site %q a ConnectWise server?",
-			c.cfg.site, c.cfg.site))
+		return nil, c.errorf(psa.Auth, fmt.Sprintf("%s/login/companyinfo did not answer with ConnectWise company info: is connectwise.site %q a ConnectWise server?",
+			origin, host))
+	}
+	return &info, nil
+}
+
+// discover asks the site for the login company's codebase and remembers the
+// resulting base URL. It needs no credentials.
+func (c *call) discover(ctx context.Context) (*companyInfo, string, error) {
+	info, err := c.companyInfo(ctx, "https://"+c.cfg.site, c.cfg.site)
+	if err != nil {
+		return nil, "", err
 	}
 	codebase := fallbackCodebase
 	if info.Codebase != nil {
@@ -122,7 +143,7 @@ func (c *call) discover(ctx context.Context) (*companyInfo, string, error) {
 	c.cn.mu.Lock()
 	c.cn.base = base
 	c.cn.mu.Unlock()
-	return &info, base, nil
+	return info, base, nil
 }
 
 // do sends one API request and returns a 2xx answer or a classified error.
