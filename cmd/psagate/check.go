@@ -40,14 +40,28 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 			problems++
 		}
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		report(err)
+	// LoadPartial, not Load: with it a config error does not stop the check
+	// of the rule files, which need only [rules] dir.
+	cfg, cerr := config.LoadPartial(*cfgPath)
+	if cerr != nil {
+		report(cerr)
+	}
+	if cfg == nil { // unreadable, or not TOML: nothing more to go on
 		return &exitError{code: 1, err: fmt.Errorf("%d problem(s) found", problems)}
 	}
-	rs, rerr := rules.Load(cfg.Rules.Dir, rules.Options{DefaultAction: rules.Action(cfg.Rules.DefaultAction)})
-	if rerr != nil {
-		report(rerr)
+	var rs *rules.Set
+	if rulesDirKnown(cerr) {
+		var rerr error
+		rs, rerr = rules.Load(cfg.Rules.Dir, rules.Options{DefaultAction: rules.Action(cfg.Rules.DefaultAction)})
+		if rerr != nil {
+			report(rerr)
+		}
+	}
+	if cerr != nil {
+		// The provider checks below would look at settings the loader had to
+		// leave out (an unresolved secret, a key of the wrong type) and
+		// report the same fault a second time, in other words.
+		return &exitError{code: 1, err: fmt.Errorf("%d problem(s) found", problems)}
 	}
 	// Static provider checks (site form, missing credentials) for every
 	// distinct effective setting: the org and each client and device.
@@ -91,4 +105,20 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "OK: %s: %d rules in %d files, %d clients, provider %s\n", cfg.File, len(rs.Rules()), len(files), len(cfg.Clients), cfg.PSA.Provider())
 	return nil
+}
+
+// rulesDirKnown reports whether the config's [rules] dir can be trusted
+// despite err: not when the value itself, or its section, was bad and the
+// default stands in for it, which would check some other directory.
+func rulesDirKnown(err error) bool {
+	var ce config.Errors
+	if !errors.As(err, &ce) {
+		return err == nil
+	}
+	for _, e := range ce {
+		if e.Key == "rules" || e.Key == "rules.dir" {
+			return false
+		}
+	}
+	return true
 }

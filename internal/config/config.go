@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -89,6 +91,10 @@ type State struct {
 	AuditMax int      `toml:"audit_max"`
 	SeenTTL  Duration `toml:"seen_ttl"`
 }
+
+// DefaultHTTPListen is [http] listen when the key is absent: loopback, so
+// the admin API that queue, incidents and audit use is never exposed.
+const DefaultHTTPListen = "127.0.0.1:9725"
 
 // HTTP is the [http] section: metrics, health and the loopback admin API.
 type HTTP struct {
@@ -278,25 +284,66 @@ func LoadWithoutSecrets(path string) (*Config, error) {
 	return parse(path, data, false)
 }
 
+// LoadPartial is Load for `psagate check`. Along with every problem it
+// returns the config built from the values that were valid, with defaults in
+// place of the bad ones, so the check can go on to the rules directory; that
+// config must not be run. It is nil only when the file cannot be read or is
+// not TOML at all.
+func LoadPartial(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, errs := decode(path, data, true)
+	if len(errs) > 0 {
+		return cfg, errs
+	}
+	return cfg, nil
+}
+
 // Parse is Load for data already read; path is used in errors.
 func Parse(path string, data []byte) (*Config, error) { return parse(path, data, true) }
 
 func parse(path string, data []byte, secrets bool) (*Config, error) {
-	var raw rawConfig
-	md, err := toml.Decode(string(data), &raw)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			msg := pe.Message
-			if isSecretName(pe.LastKey) {
-				// The parser quotes what it found, which here is the secret.
-				msg = "this secret's value is not valid TOML: write it as a quoted string (the value is not shown)"
-			}
-			return nil, Errors{{File: path, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg}}
-		}
-		return nil, Errors{{File: path, Msg: err.Error()}}
+	cfg, errs := decode(path, data, secrets)
+	if len(errs) > 0 {
+		return nil, errs
 	}
-	l := &loader{file: path, ix: tomlpos.New(data), lines: map[string]int{}, noSecrets: !secrets}
+	return cfg, nil
+}
+
+// decode loads data as far as it can: a syntax error ends it, anything else
+// is collected, so the caller gets every problem (in line order) and the
+// config made of the rest.
+func decode(path string, data []byte, secrets bool) (*Config, Errors) {
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		return nil, Errors{syntaxError(path, err, nil)}
+	}
+	l := &loader{file: path, ix: tomlpos.New(data), lines: map[string]int{}, bad: map[string]bool{}, noSecrets: !secrets}
+	text := string(data)
+	if l.checkValues(doc, reflect.TypeFor[rawConfig](), "") {
+		// Decode what is left. Its lines no longer match the file, which is
+		// why every later error takes its line from l.ix.
+		var b strings.Builder
+		if err := toml.NewEncoder(&b).Encode(doc); err != nil {
+			l.errs = append(l.errs, &Error{File: path, Msg: err.Error()})
+			return nil, l.sorted()
+		}
+		text = b.String()
+	}
+	var raw rawConfig
+	md, err := toml.Decode(text, &raw)
+	if err != nil {
+		// checkValues missed a kind of value; the decoder's own error is
+		// still better than none.
+		var ix *tomlpos.Index
+		if text != string(data) {
+			ix = l.ix
+		}
+		l.errs = append(l.errs, syntaxError(path, err, ix))
+		return nil, l.sorted()
+	}
 	for _, k := range md.Undecoded() {
 		ks := k.String()
 		if l.underFreeForm(ks) {
@@ -310,12 +357,33 @@ func parse(path string, data []byte, secrets bool) (*Config, error) {
 			l.errs = append(l.errs, &Error{File: path, Line: ln, Key: ks, Msg: "unknown key" + l.suggest(ks)})
 		}
 	}
-	cfg := l.build(&raw)
-	if len(l.errs) > 0 {
-		sort.SliceStable(l.errs, func(i, j int) bool { return l.errs[i].Line < l.errs[j].Line })
-		return nil, l.errs
+	cfg := l.build(&raw, md)
+	return cfg, l.sorted()
+}
+
+// syntaxError turns a decoder error into an Error. ix, when set, gives the
+// line instead of the error's own position (the decoder read re-encoded
+// text, not the file).
+func syntaxError(path string, err error, ix *tomlpos.Index) *Error {
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		return &Error{File: path, Msg: err.Error()}
 	}
-	return cfg, nil
+	msg := pe.Message
+	if isSecretName(pe.LastKey) {
+		// The parser quotes what it found, which here is the secret.
+		msg = "this secret's value is not valid TOML: write it as a quoted string (the value is not shown)"
+	}
+	line := pe.Position.Line
+	if ix != nil {
+		line = ix.Line(pe.LastKey)
+	}
+	return &Error{File: path, Line: line, Key: pe.LastKey, Msg: msg}
+}
+
+func (l *loader) sorted() Errors {
+	sort.SliceStable(l.errs, func(i, j int) bool { return l.errs[i].Line < l.errs[j].Line })
+	return l.errs
 }
 
 // isSecretName reports whether a TOML key path ends in a secret's name.
@@ -367,9 +435,13 @@ type rawDevice struct {
 }
 
 type loader struct {
-	file      string
-	ix        *tomlpos.Index
-	errs      Errors
+	file string
+	ix   *tomlpos.Index
+	errs Errors
+	// bad holds the keys whose value was reported and removed before the
+	// decode; the checks after it see them as absent and must not then
+	// complain that they are missing.
+	bad       map[string]bool
 	lines     map[string]int
 	pending   []pendingSecret
 	noSecrets bool
@@ -381,6 +453,9 @@ type pendingSecret struct {
 }
 
 func (l *loader) errf(path string, format string, args ...any) {
+	if l.bad[path] {
+		return
+	}
 	l.errs = append(l.errs, &Error{File: l.file, Line: l.ix.Line(path), Key: displayKey(path), Msg: fmt.Sprintf(format, args...)})
 }
 
@@ -407,8 +482,13 @@ func (l *loader) suggest(key string) string {
 	return ""
 }
 
-func (l *loader) build(raw *rawConfig) *Config {
+func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 	cfg := &Config{File: l.file, SMTP: raw.SMTP, State: raw.State, HTTP: raw.HTTP, Rules: raw.Rules, Log: raw.Log, lines: l.lines}
+	// Only an absent key gets the default: listen = "" is how an admin turns
+	// the HTTP server off.
+	if !md.IsDefined("http", "listen") {
+		cfg.HTTP.Listen = DefaultHTTPListen
+	}
 	l.smtp(&cfg.SMTP)
 	l.state(&cfg.State)
 	l.rules(&cfg.Rules)
@@ -431,7 +511,7 @@ func (l *loader) build(raw *rawConfig) *Config {
 		if rc.Enabled != nil {
 			c.Enabled = *rc.Enabled
 		}
-		if c.Name == "" {
+		if c.Name == "" && !l.bad[base+".name"] {
 			l.errf(base, "client without a name")
 		} else if prev, dup := names[strings.ToLower(c.Name)]; dup {
 			l.errf(base+".name", "client %q is defined twice (first at line %d)", c.Name, prev)
@@ -463,7 +543,7 @@ func (l *loader) build(raw *rawConfig) *Config {
 		for j, rd := range rc.Device {
 			dbase := fmt.Sprintf("%s.device[%d]", base, j)
 			d := &Device{Name: strings.TrimSpace(rd.Name), Line: l.ix.Line(dbase)}
-			if d.Name == "" {
+			if d.Name == "" && !l.bad[dbase+".name"] {
 				l.errf(dbase, "device without a name")
 			} else if devNames[strings.ToLower(d.Name)] {
 				l.errf(dbase+".name", "device %q is defined twice in client %q", d.Name, c.Name)
@@ -504,24 +584,21 @@ func (l *loader) smtp(s *SMTP) {
 		}
 		s.Hostname = h
 	}
-	if s.MaxMessageBytes == 0 {
-		s.MaxMessageBytes = 25 << 20
-	} else if s.MaxMessageBytes < 1024 {
-		l.errf("smtp.max_message_bytes", "%d is too small (at least 1024)", s.MaxMessageBytes)
-	}
-	defInt(&s.MaxRecipients, 50)
+	// A message under 1 KiB cannot hold the headers of a real alert.
+	limit(l, "smtp.max_message_bytes", &s.MaxMessageBytes, 25<<20, 1024)
+	limit(l, "smtp.max_recipients", &s.MaxRecipients, 50, 1)
 	defDur(&s.ReadTimeout, 60*time.Second)
 	defDur(&s.WriteTimeout, 60*time.Second)
 	defDur(&s.DataTimeout, 10*time.Minute)
-	defInt(&s.MaxSessions, 200)
-	defInt(&s.MaxSessionsPerIP, 40)
-	defInt(&s.MaxCommands, 100)
-	defInt(&s.MaxAuthFailures, 5)
+	limit(l, "smtp.max_sessions", &s.MaxSessions, 200, 1)
+	limit(l, "smtp.max_sessions_per_ip", &s.MaxSessionsPerIP, 40, 1)
+	limit(l, "smtp.max_commands", &s.MaxCommands, 100, 1)
+	limit(l, "smtp.max_auth_failures", &s.MaxAuthFailures, 5, 1)
 	defDur(&s.AuthFailurePause, 5*time.Minute)
-	defInt(&s.MaxLineLength, 4096)
-	defInt(&s.MaxHeaders, 500)
-	defInt(&s.MaxMIMEParts, 100)
-	defInt(&s.MaxMIMEDepth, 10)
+	limit(l, "smtp.max_line_length", &s.MaxLineLength, 4096, 1)
+	limit(l, "smtp.max_headers", &s.MaxHeaders, 500, 1)
+	limit(l, "smtp.max_mime_parts", &s.MaxMIMEParts, 100, 1)
+	limit(l, "smtp.max_mime_depth", &s.MaxMIMEDepth, 10, 1)
 	defDur(&s.ShutdownTimeout, 30*time.Second)
 	defDur(&s.SessionTimeout, 30*time.Minute)
 	switch s.BareLF {
@@ -542,7 +619,7 @@ func (l *loader) smtp(s *SMTP) {
 		}
 		s.AllowedPrefixes = append(s.AllowedPrefixes, p)
 	}
-	if len(s.AcceptDomains) == 0 {
+	if len(s.AcceptDomains) == 0 && !l.bad["smtp.accept_domains"] {
 		l.errf("smtp", "accept_domains is empty: list the domain(s) your appliances send alerts to, e.g. accept_domains = [\"alerts.example.net\"]")
 	}
 	for i, d := range s.AcceptDomains {
@@ -552,16 +629,16 @@ func (l *loader) smtp(s *SMTP) {
 		}
 		s.AcceptDomains[i] = d
 	}
-	if (s.TLSCert == "") != (s.TLSKey == "") {
+	if (s.TLSCert == "") != (s.TLSKey == "") && !l.bad["smtp.tls_cert"] && !l.bad["smtp.tls_key"] {
 		l.errf("smtp.tls_cert", "tls_cert and tls_key must be set together")
 	}
-	if s.RequireTLS && s.TLSCert == "" {
+	if s.RequireTLS && s.TLSCert == "" && !l.bad["smtp.tls_cert"] {
 		l.errf("smtp.require_tls", "require_tls needs tls_cert and tls_key")
 	}
 	for i := range s.Users {
 		u := &s.Users[i]
 		base := fmt.Sprintf("smtp.user[%d]", i)
-		if u.Name == "" {
+		if u.Name == "" && !l.bad[base+".name"] {
 			l.errf(base, "user without a name")
 		}
 		if u.Password.ref == "" {
@@ -599,7 +676,7 @@ func (l *loader) state(s *State) {
 	if s.Path == "" {
 		s.Path = "data/psagate.db"
 	}
-	defInt(&s.AuditMax, 10000)
+	limit(l, "state.audit_max", &s.AuditMax, 10000, 1)
 	defDur(&s.SeenTTL, 7*24*time.Hour)
 }
 
@@ -613,6 +690,9 @@ func (l *loader) rules(r *Rules) {
 	case "ticket", "quarantine", "drop":
 	default:
 		l.errf("rules.default_action", "must be \"ticket\", \"quarantine\" or \"drop\", not %q", r.DefaultAction)
+		// LoadPartial's caller compiles the rules with it: a bad value would
+		// be reported a second time, as a rules error.
+		r.DefaultAction = "ticket"
 	}
 	defDur(&r.WatchInterval, 2*time.Second)
 	switch r.OnHeaderInjection {
@@ -644,14 +724,12 @@ func (l *loader) deliver(r rawDeliver) Deliver {
 			l.errf("deliver.attach_types", "%q is not a media type (write it like \"image/png\" or \"image/*\")", t)
 		}
 	}
-	if d.AttachMaxBytes == 0 {
-		d.AttachMaxBytes = 10 << 20
-	}
+	limit(l, "deliver.attach_max_bytes", &d.AttachMaxBytes, 10<<20, 1)
 	defDur(&d.MaxAge, 24*time.Hour)
 	defDur(&d.BackoffMin, 2*time.Second)
 	defDur(&d.BackoffMax, 10*time.Minute)
 	defDur(&d.ProbeInterval, time.Minute)
-	if d.BackoffMax < d.BackoffMin {
+	if d.BackoffMax < d.BackoffMin && !l.bad["deliver.backoff_min"] && !l.bad["deliver.backoff_max"] {
 		l.errf("deliver.backoff_max", "backoff_max (%s) is below backoff_min (%s)", d.BackoffMax.D(), d.BackoffMin.D())
 	}
 	d.Providers = maps.Clone(defaultLimits)
@@ -660,14 +738,13 @@ func (l *loader) deliver(r rawDeliver) Deliver {
 			return
 		}
 		v := d.Providers[name]
-		if p.Concurrency < 0 || p.RatePerMinute < 0 {
-			l.errf("deliver."+name, "limits must not be negative")
-		}
-		if p.Concurrency > 0 {
-			v.Concurrency = p.Concurrency
-		}
-		if p.RatePerMinute > 0 {
-			v.RatePerMinute = p.RatePerMinute
+		limit(l, "deliver."+name+".concurrency", &p.Concurrency, v.Concurrency, 1)
+		v.Concurrency = p.Concurrency
+		switch rate := p.RatePerMinute; {
+		case math.IsNaN(rate) || rate < 0:
+			l.errf("deliver."+name+".rate_per_minute", "must be a positive number of calls a minute, not %v (leave it out for the default, %s)", rate, rateText(v.RatePerMinute))
+		case rate > 0:
+			v.RatePerMinute = rate
 		}
 		if name == "autotask" && v.Concurrency > 3 {
 			l.errf("deliver.autotask.concurrency", "Autotask allows at most 3 concurrent requests per integration; %d would be throttled", v.Concurrency)
@@ -795,10 +872,24 @@ func scalar(v any) (string, error) {
 	return "", fmt.Errorf("must be a string, number or boolean, not %T", v)
 }
 
-func defInt(p *int, v int) {
-	if *p == 0 {
-		*p = v
+// limit puts the default in place of an unset count or size (0 has always
+// meant "the default") and rejects one below min, naming the default so the
+// admin knows what leaving the key out gives.
+func limit[T int | int64](l *loader, key string, p *T, def, min T) {
+	switch {
+	case *p == 0:
+		*p = def
+	case *p < min:
+		l.errf(key, "must be at least %d, not %d (leave it out for the default, %d)", min, *p, def)
+		*p = def
 	}
+}
+
+func rateText(r float64) string {
+	if r == 0 {
+		return "unlimited"
+	}
+	return strconv.FormatFloat(r, 'f', -1, 64) + " a minute"
 }
 
 func defDur(p *Duration, v time.Duration) {
