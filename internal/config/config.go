@@ -128,10 +128,29 @@ type Deliver struct {
 // and HTML never reach a ticket from a mail.
 var DefaultAttachTypes = []string{"image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "image/tiff", "application/pdf", "text/plain", "text/csv"}
 
-// ProviderLimits bounds the calls to one provider.
+// ProviderLimits bounds the calls to one provider and what may be
+// uploaded to it.
 type ProviderLimits struct {
 	Concurrency   int     `toml:"concurrency"`
 	RatePerMinute float64 `toml:"rate_per_minute"`
+	// AttachTypes and AttachMaxBytes override [deliver] attach_types and
+	// attach_max_bytes for this provider's tickets (unset: those apply).
+	AttachTypes    []string `toml:"attach_types"`
+	AttachMaxBytes int      `toml:"attach_max_bytes"`
+}
+
+// AttachPolicy is the attachment policy for tickets in provider's PSA.
+func (d Deliver) AttachPolicy(provider string) (types []string, maxBytes int) {
+	types, maxBytes = d.AttachTypes, d.AttachMaxBytes
+	if p, ok := d.Providers[provider]; ok {
+		if p.AttachTypes != nil {
+			types = p.AttachTypes
+		}
+		if p.AttachMaxBytes > 0 {
+			maxBytes = p.AttachMaxBytes
+		}
+	}
+	return types, maxBytes
 }
 
 // Log is the [log] section.
@@ -719,11 +738,14 @@ func (l *loader) deliver(r rawDeliver) Deliver {
 	if d.AttachTypes == nil {
 		d.AttachTypes = DefaultAttachTypes
 	}
-	for _, t := range d.AttachTypes {
-		if !strings.Contains(t, "/") {
-			l.errf("deliver.attach_types", "%q is not a media type (write it like \"image/png\" or \"image/*\")", t)
+	checkTypes := func(key string, types []string) {
+		for _, t := range types {
+			if !strings.Contains(t, "/") {
+				l.errf(key, "%q is not a media type (write it like \"image/png\" or \"image/*\")", t)
+			}
 		}
 	}
+	checkTypes("deliver.attach_types", d.AttachTypes)
 	limit(l, "deliver.attach_max_bytes", &d.AttachMaxBytes, 10<<20, 1)
 	defDur(&d.MaxAge, 24*time.Hour)
 	defDur(&d.BackoffMin, 2*time.Second)
@@ -746,6 +768,12 @@ func (l *loader) deliver(r rawDeliver) Deliver {
 		case rate > 0:
 			v.RatePerMinute = rate
 		}
+		if p.AttachTypes != nil {
+			checkTypes("deliver."+name+".attach_types", p.AttachTypes)
+			v.AttachTypes = p.AttachTypes
+		}
+		limit(l, "deliver."+name+".attach_max_bytes", &p.AttachMaxBytes, d.AttachMaxBytes, 1)
+		v.AttachMaxBytes = p.AttachMaxBytes
 		if name == "autotask" && v.Concurrency > 3 {
 			l.errf("deliver.autotask.concurrency", "Autotask allows at most 3 concurrent requests per integration; %d would be throttled", v.Concurrency)
 		}

@@ -45,6 +45,9 @@ var limitCases = []struct {
 	{"deliver.autotask", "concurrency", "-2", "must be at least 1, not -2 (leave it out for the default, 3)"},
 	{"deliver.autotask", "rate_per_minute", "nan", "must be a positive number of calls a minute, not NaN (leave it out for the default, 60 a minute)"},
 	{"deliver.log", "concurrency", "-1", "must be at least 1, not -1 (leave it out for the default, 16)"},
+	{"deliver.connectwise", "attach_max_bytes", "-1", "must be at least 1, not -1 (leave it out for the default, 10485760)"},
+	{"deliver.autotask", "attach_max_bytes", "-7", "must be at least 1, not -7 (leave it out for the default, 10485760)"},
+	{"deliver.log", "attach_max_bytes", "-1", "must be at least 1, not -1 (leave it out for the default, 10485760)"},
 	{"deliver.log", "rate_per_minute", "-0.5", "must be a positive number of calls a minute, not -0.5 (leave it out for the default, unlimited)"},
 }
 

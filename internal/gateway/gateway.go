@@ -438,7 +438,9 @@ func Process(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.SpoolEntr
 	}
 	if v.Attach && v.Attachments > 0 {
 		a := message.Decode(e.Raw, message.Envelope{}, s.Limits())
-		ev.Attachments, ev.Withheld = FilterAttachments(a.Attachments, s.Config.Deliver.AttachTypes, s.Config.Deliver.AttachMaxBytes)
+		// The policy of the PSA this ticket goes to: each can have its own.
+		types, maxBytes := s.Config.Deliver.AttachPolicy(s.Router.Effective(v.Client, v.Device, v.Overrides).Provider())
+		ev.Attachments, ev.Withheld = FilterAttachments(a.Attachments, types, maxBytes)
 	}
 	out, err := eng.Apply(tx, ev)
 	if err != nil {

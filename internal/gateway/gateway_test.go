@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -248,5 +249,85 @@ func TestCorruptSpoolRecordIsSetAside(t *testing.T) {
 	}
 	if q[0].ID != "corrupt-0" || !bytes.Equal(q[0].Raw, garbage) || !strings.Contains(q[0].Reason, "could not be decoded") {
 		t.Fatalf("quarantined %q %q %q", q[0].ID, q[0].Raw, q[0].Reason)
+	}
+}
+
+// Each PSA can have its own attachment policy: the same screenshot goes to
+// a ConnectWise ticket and is withheld (with a note) from an Autotask one
+// whose [deliver.autotask] allows only PDF.
+func TestAttachmentPolicyPerProvider(t *testing.T) {
+	cfg, err := config.Parse("t.toml", []byte(`
+[smtp]
+accept_domains = ["alerts.example.net"]
+[psa]
+provider = "connectwise"
+[deliver.autotask]
+attach_types = ["application/pdf"]
+[[client]]
+name = "cw"
+recipients = ["cw@alerts.example.net"]
+[[client]]
+name = "at"
+recipients = ["at@alerts.example.net"]
+[client.psa]
+provider = "autotask"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.Compile([]rules.File{{Name: "t.toml", Data: []byte(`
+[[rule]]
+name = "fail"
+[rule.if]
+subject_contains = ["Failed:"]
+[rule.extract]
+device = 'Failed: (?P<device>\S+)'
+[rule.then]
+action = "ticket"
+check = "backup"
+summary = "{device} failed"
+attach = true
+`)}}, rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(t)
+	defer db.Close()
+	g := New(NewSnapshot(cfg, rs), Options{DB: db})
+	defer g.CloseAudit()
+	withPNG := func(to, dev string) []byte {
+		return []byte("From: bdr@x.example\r\nTo: " + to + "\r\nSubject: Failed: " + dev + "\r\nMessage-ID: <" + dev + "@x>\r\n" +
+			"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+			"--b\r\nContent-Type: text/plain\r\n\r\nthe backup failed\r\n" +
+			"--b\r\nContent-Type: image/png\r\nContent-Disposition: attachment; filename=boot.png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--b--\r\n")
+	}
+	for _, m := range []struct{ to, dev string }{{"cw@alerts.example.net", "CW-SRV"}, {"at@alerts.example.net", "AT-SRV"}} {
+		e := message.Envelope{MailFrom: "bdr@x.example", RcptTo: []string{m.to}}
+		if r := g.Accept(context.Background(), withPNG(m.to, m.dev), e); r.Code != 250 {
+			t.Fatal(r)
+		}
+	}
+	if n, err := g.ProcessSpool(context.Background(), 10); err != nil || n != 2 {
+		t.Fatalf("processed %d, %v", n, err)
+	}
+	got := map[string][]string{} // client -> ops
+	_ = db.View(func(tx *store.Tx) error {
+		return tx.Jobs(func(j *store.Job) bool {
+			op := j.Op
+			if j.AttachName != "" {
+				op += ":" + j.AttachName
+			}
+			if j.NoteTitle != "" {
+				op += ":" + j.NoteTitle
+			}
+			got[j.Client] = append(got[j.Client], op)
+			return true
+		})
+	})
+	if want := []string{"create", "attach:boot.png"}; !slices.Equal(got["cw"], want) {
+		t.Errorf("connectwise client jobs %q, want %q", got["cw"], want)
+	}
+	if want := []string{"create", "note:Attachments not uploaded"}; !slices.Equal(got["at"], want) {
+		t.Errorf("autotask client jobs %q, want %q", got["at"], want)
 	}
 }
