@@ -38,6 +38,13 @@ func TestParseRetryAfter(t *testing.T) {
 	if d := ParseRetryAfter(now.Add(2*time.Minute).Format(time.RFC1123), now); d != 2*time.Minute {
 		t.Errorf("date: %v", d)
 	}
+	// RFC 9110 5.6.7: the obsolete RFC 850 and asctime forms must be
+	// accepted too.
+	for _, v := range []string{"Thursday, 01-Jan-26 12:03:00 GMT", "Thu Jan  1 12:03:00 2026"} {
+		if d := ParseRetryAfter(v, now); d != 3*time.Minute {
+			t.Errorf("date %q: %v", v, d)
+		}
+	}
 	if d := ParseRetryAfter("soon", now); d != 0 {
 		t.Errorf("garbage: %v", d)
 	}
