@@ -419,7 +419,11 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
 		return time.Duration(n) * time.Second
 	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+	t, err := http.ParseTime(v) // the three HTTP-date forms, in GMT
+	if err != nil {
+		t, err = time.Parse(time.RFC1123, v) // the same with another zone name
+	}
+	if err == nil && t.After(now) {
 		return t.Sub(now)
 	}
 	return 0
