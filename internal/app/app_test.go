@@ -1,11 +1,15 @@
 package app
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -15,8 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"psagate/internal/gateway"
-	"psagate/internal/message"
 	"psagate/internal/route"
 	"psagate/internal/store"
 	"psagate/internal/testutil"
@@ -43,110 +45,194 @@ func expectedOpen(client string, rows []testutil.Row) []string {
 	return out
 }
 
-type decided struct{ decision, effect string }
+// tryJSONLine is the part of a `psagate try -json` line the comparison reads.
+type tryJSONLine struct {
+	File     string `json:"file"`
+	Decision string `json:"decision"`
+	Effect   string `json:"effect"`
+	Key      string `json:"key"`
+}
 
-// auditByMessage maps psagate message ids to their recorded decision.
-func auditByMessage(t *testing.T, db *store.DB) map[string][]decided {
+// tryPendingRe matches an incident line of the summary that `psagate try`
+// prints after the last message: "  incident 3 open: KEY — summary".
+// Any state counts: try lists there every incident it holds as open.
+var tryPendingRe = regexp.MustCompile(`^  incident \d+ (.+?): (.*?) — `)
+
+// runTry runs the real `psagate try` binary over files, in order, in one
+// run (so each message sees the state the earlier ones left). It returns
+// the -json decision lines, and the keys of the incidents that a second,
+// text-mode run reports still open after the last message (-json prints
+// no such summary).
+func runTry(t *testing.T, cfg, rcpt string, files []string) ([]tryJSONLine, []string) {
 	t.Helper()
-	out := map[string][]decided{}
-	entries, err := ReadAudit(db, AuditFilter{Limit: 100000})
-	if err != nil {
-		t.Fatal(err)
+	run := func(args ...string) string {
+		t.Helper()
+		args = append(append([]string{"try", "-config", cfg}, args...), files...)
+		cmd := exec.Command(psagateBinary(t), args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("psagate %s: %v\n%s", strings.Join(args[:4], " "), err, stderr.String())
+		}
+		return string(out)
 	}
-	for _, e := range entries {
-		if e.Message != "" {
-			out[e.Message] = append(out[e.Message], decided{e.Decision, e.Effect})
+	var rcptArgs []string
+	if rcpt != "" {
+		rcptArgs = []string{"-rcpt", rcpt}
+	}
+	var lines []tryJSONLine
+	for _, l := range strings.Split(strings.TrimSpace(run(append([]string{"-json"}, rcptArgs...)...)), "\n") {
+		var tl tryJSONLine
+		if err := json.Unmarshal([]byte(l), &tl); err != nil {
+			t.Fatalf("psagate try -json line %q: %v", l, err)
+		}
+		lines = append(lines, tl)
+	}
+	var open []string
+	after := false
+	for _, l := range strings.Split(run(rcptArgs...), "\n") {
+		if l == "after the last message:" {
+			after = true
+			continue
+		}
+		if m := tryPendingRe.FindStringSubmatch(l); after && m != nil {
+			open = append(open, m[2])
 		}
 	}
-	return out
+	sort.Strings(open)
+	return lines, open
 }
 
 // TestSamplesServeMatchesTryAndExpected sends every sample over SMTP to a
-// live gateway in EXPECTED.tsv order, runs the same files through `try`'s
-// engine, and checks that both agree with each other and with the
-// expectations, and that the incidents left open are the expected ones.
+// live `psagate serve` child process (log provider) in EXPECTED.tsv order,
+// runs the same files in the same order through the real `psagate try
+// -json` binary, and checks per file that serve and try made the same
+// decision and that it is the expected one; then that the SET of open
+// incident keys is the same in try, in the server (admin API) and in what
+// EXPECTED.tsv implies, and that the log provider was asked for exactly
+// the PSA calls the decisions imply.
 func TestSamplesServeMatchesTryAndExpected(t *testing.T) {
-	for _, set := range testutil.SampleSets(t) {
-		t.Run(filepath.Base(filepath.Dir(set))+"/"+filepath.Base(set), func(t *testing.T) {
-			rows := testutil.ReadExpected(t, set)
-			h := startApp(t, baseConfig(t, t.TempDir(), ""), Options{})
+	sets := []struct{ name, dir string }{
+		{"testdata/samples", filepath.Join(testutil.RepoRoot(t), "testdata", "samples")},
+		{"shared/samples", testutil.SharedSamples(t)},
+	}
+	for _, set := range sets {
+		t.Run(set.name, func(t *testing.T) {
+			if set.dir == "" {
+				t.Skip("SKIPPED: ../shared/samples not found")
+			}
+			rows := testutil.ReadExpected(t, set.dir)
+			cfg := baseConfig(t, t.TempDir(), "")
+			// startChild reads the "psagate started" info line.
+			if err := writeFile(cfg, strings.Replace(string(readAll(t, cfg)), `level = "warn"`, `level = "info"`, 1)); err != nil {
+				t.Fatal(err)
+			}
+			c := startChild(t, cfg)
 
 			ids := make([]string, len(rows))
+			files := make([]string, len(rows))
+			rcpts := map[string]bool{}
 			for i, r := range rows {
-				raw := readAll(t, filepath.Join(set, r.File))
-				reply := testutil.SendMail(t, h.app.SMTPAddr(), r.MailFrom, []string{r.RcptTo}, raw)
+				files[i] = filepath.Join(set.dir, r.File)
+				rcpts[r.RcptTo] = true
+				reply := testutil.SendMail(t, c.smtp, r.MailFrom, []string{r.RcptTo}, readAll(t, files[i]))
 				if !strings.HasPrefix(reply, "250") && !strings.HasPrefix(reply, "550") {
 					t.Fatalf("%s: reply %q", r.File, reply)
 				}
-				ids[i] = testutil.QueuedID(reply)
-				if ids[i] == "" {
+				if ids[i] = testutil.QueuedID(reply); ids[i] == "" {
 					t.Fatalf("%s: no id in reply %q", r.File, reply)
 				}
 			}
-			waitFor(t, "spool and outbox to drain", 20*time.Second, func() bool { return idle(h.app.DB) })
-			h.app.Gateway.CloseAudit() // flush the drops' audit entries
-			served := auditByMessage(t, h.app.DB)
-
-			tr, err := gateway.NewTrial(h.app.Snapshot(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tr.Close()
-			for i, r := range rows {
-				raw := readAll(t, filepath.Join(set, r.File))
-				res, err := tr.Run(fmt.Sprint(i), raw, message.Envelope{MailFrom: r.MailFrom, RcptTo: []string{r.RcptTo}}, false)
-				if err != nil {
-					t.Fatal(err)
+			// Every message audited (drops are written asynchronously) and
+			// every PSA call made.
+			served := map[string][]store.AuditEntry{}
+			waitFor(t, "every message audited and the outbox drained", 20*time.Second, func() bool {
+				var q QueueView
+				var audit []store.AuditEntry
+				if c.getJSON("/admin/queue", &q) != nil || len(q.Outbox) > 0 || c.getJSON("/admin/audit?n=100000", &audit) != nil {
+					return false
 				}
+				served = map[string][]store.AuditEntry{}
+				for _, e := range audit {
+					if e.Message != "" {
+						served[e.Message] = append(served[e.Message], e)
+					}
+				}
+				for _, id := range ids {
+					if len(served[id]) == 0 {
+						return false
+					}
+				}
+				return true
+			})
+
+			// The same envelope recipient as the SMTP transactions; the
+			// sender comes from each file's From header (try takes one
+			// -from for all files, and the sets' senders differ).
+			rcpt := ""
+			if len(rcpts) == 1 {
+				rcpt = rows[0].RcptTo
+			}
+			tried, tryOpen := runTry(t, cfg, rcpt, files)
+			if len(tried) != len(rows) {
+				t.Fatalf("psagate try printed %d decisions for %d files", len(tried), len(rows))
+			}
+			wantCounts := map[string]int{}
+			for i, r := range rows {
 				got := served[ids[i]]
 				if len(got) != 1 {
 					t.Fatalf("%s: %d audit entries for message %s, want exactly 1", r.File, len(got), ids[i])
 				}
-				if got[0].decision != res.Decision || got[0].effect != res.Effect {
-					t.Errorf("%s: serve decided %s (%s), try decided %s (%s)", r.File, got[0].decision, got[0].effect, res.Decision, res.Effect)
+				sv, tr := got[0], tried[i]
+				if tr.File != r.File {
+					t.Fatalf("try line %d is for %s, want %s", i, tr.File, r.File)
 				}
-				if !r.Accepts(got[0].decision, got[0].effect) {
-					t.Errorf("%s: decision %s (%s), EXPECTED.tsv wants %s or %v", r.File, got[0].decision, got[0].effect, r.Decision, r.AlsoOK)
+				if sv.Decision != tr.Decision || sv.Effect != tr.Effect {
+					t.Errorf("%s: serve decided %s (%s), try decided %s (%s)", r.File, sv.Decision, sv.Effect, tr.Decision, tr.Effect)
+				}
+				if !r.Accepts(sv.Decision, sv.Effect) {
+					t.Errorf("%s: decision %s (%s), EXPECTED.tsv wants %s or %v", r.File, sv.Decision, sv.Effect, r.Decision, r.AlsoOK)
+				}
+				switch {
+				case sv.Decision == "ticket" && sv.Effect == "opened":
+					wantCounts["create"]++
+				case sv.Decision == "note" && sv.Effect == "noted":
+					wantCounts["note"]++
+				case sv.Decision == "close" && sv.Effect == "closed":
+					wantCounts["close"]++
 				}
 			}
 
-			client := h.app.Snapshot().Router.ByEnvelope([]string{rows[0].RcptTo})
-			want := expectedOpen(route.ClientName(client), rows)
-			var gotOpen []string
-			incs, err := ReadIncidents(h.app.DB, true, 0)
-			if err != nil {
+			var incs []*store.Incident
+			if err := c.getJSON("/admin/incidents?open=1", &incs); err != nil {
 				t.Fatal(err)
 			}
+			var serveOpen []string
 			for _, i := range incs {
-				gotOpen = append(gotOpen, i.Key)
+				serveOpen = append(serveOpen, i.Key)
 			}
-			sort.Strings(gotOpen)
-			if !slices.Equal(gotOpen, want) {
-				t.Errorf("open incidents after the set:\n got %q\nwant %q", gotOpen, want)
+			sort.Strings(serveOpen)
+			want := expectedOpen(clientFor(t, cfg, rows[0].RcptTo), rows)
+			if len(want) == 0 {
+				t.Fatal("EXPECTED.tsv leaves no incident open: the set comparison below would prove nothing")
 			}
-			_, tryOpen, _ := tr.Pending()
-			if len(tryOpen) != len(gotOpen) {
-				t.Errorf("try leaves %d incidents open, serve %d", len(tryOpen), len(gotOpen))
+			t.Logf("%d files; open at the end: %q", len(rows), want)
+			if !slices.Equal(serveOpen, want) {
+				t.Errorf("open incidents in serve:\n got %q\nwant %q (from EXPECTED.tsv)", serveOpen, want)
+			}
+			if !slices.Equal(tryOpen, want) {
+				t.Errorf("open incidents in try:\n got %q\nwant %q (from EXPECTED.tsv)", tryOpen, want)
+			}
+			if !slices.Equal(tryOpen, serveOpen) {
+				t.Errorf("try leaves %q open, serve %q", tryOpen, serveOpen)
 			}
 
 			// What the log provider was asked to do matches the decisions:
 			// one create per ticket, one note per note, one close per close.
 			counts := map[string]int{}
-			for _, l := range logLines(t, h.out) {
+			for _, l := range logLines(t, c.stdout) {
 				counts[l.Op]++
-			}
-			wantCounts := map[string]int{}
-			for i, r := range rows {
-				d := served[ids[i]][0]
-				switch {
-				case d.decision == "ticket" && d.effect == "opened":
-					wantCounts["create"]++
-				case d.decision == "note" && d.effect == "noted":
-					wantCounts["note"]++
-				case d.decision == "close" && d.effect == "closed":
-					wantCounts["close"]++
-				}
-				_ = r
 			}
 			for _, op := range []string{"create", "note", "close"} {
 				if counts[op] != wantCounts[op] {
@@ -155,6 +241,16 @@ func TestSamplesServeMatchesTryAndExpected(t *testing.T) {
 			}
 		})
 	}
+}
+
+// clientFor names the client the config routes rcpt to.
+func clientFor(t *testing.T, cfg, rcpt string) string {
+	t.Helper()
+	snap, err := LoadSnapshot(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return route.ClientName(snap.Router.ByEnvelope([]string{rcpt}))
 }
 
 func TestSharedSamplesAttachmentReachesProvider(t *testing.T) {
@@ -185,7 +281,8 @@ func TestSharedSamplesAttachmentReachesProvider(t *testing.T) {
 
 // TestRulesHotReload edits a rule file under a running server: a valid edit
 // takes effect without a restart; an invalid one leaves the old rules
-// working and is reported in the metrics.
+// working and is reported in the metrics and in the log, which names the
+// rule file and line of the error.
 func TestRulesHotReload(t *testing.T) {
 	dir := t.TempDir()
 	rulesDir := filepath.Join(dir, "rules")
@@ -206,7 +303,9 @@ action = "ticket"
 	cfg := strings.Replace(baseConfig(t, dir, ""), "", "", 1)
 	data := strings.Replace(string(readAll(t, cfg)), filepath.Join(testutil.RepoRoot(t), "rules"), rulesDir, 1)
 	os.WriteFile(cfg, []byte(data), 0o600)
-	h := startApp(t, cfg, Options{})
+	// The server's log, kept so the test can read what an admin would.
+	logs := &testutil.Buffer{}
+	h := startApp(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	m := h.app.Metrics
 
 	msg := func(n int) []byte {
@@ -232,10 +331,25 @@ action = "drop"
 	if r := sendOne(2); !strings.Contains(r, `discarded by rule "heartbeat"`) {
 		t.Fatalf("after the valid edit: %q", r)
 	}
+	// Line 4 holds the regular expression that does not compile.
 	write("[[rule]]\nname = \"heartbeat\"\n[rule.if]\nsubject_matches = ['(unclosed']\n[rule.then]\naction = \"ticket\"\n")
 	waitFor(t, "the invalid edit to be reported", 10*time.Second, func() bool {
 		return value(m.ConfigReloadSuccess) == 0
 	})
+	// The log names the file and the line of the error, so an admin can
+	// find it without running `psagate check`.
+	waitFor(t, "the failed reload to be logged", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "previous rules stay active")
+	})
+	var reported string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "previous rules stay active") {
+			reported = l
+		}
+	}
+	if !strings.Contains(reported, "level=ERROR") || !strings.Contains(reported, ruleFile+":4:") {
+		t.Fatalf("the failed reload's log line does not name %s:4 (the bad regular expression):\n%s", ruleFile, reported)
+	}
 	if r := sendOne(3); !strings.Contains(r, `discarded by rule "heartbeat"`) {
 		t.Fatalf("after the invalid edit the old rules must still decide: %q", r)
 	}
