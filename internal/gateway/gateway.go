@@ -43,6 +43,10 @@ type Gateway struct {
 	audit     chan *store.AuditEntry
 	auditDone chan struct{}
 	closeOnce sync.Once
+
+	// storeFault, when set (tests), fails a spool transaction at its end
+	// as a failing commit would.
+	storeFault func() error
 }
 
 // Options configure a Gateway.
@@ -310,9 +314,6 @@ func (g *Gateway) ProcessSpool(ctx context.Context, n int) (int, error) {
 	if err != nil {
 		g.log.Warn("spool batch failed; retrying its messages one by one", "err", err)
 		results, err = g.processOneByOne(n)
-		if err != nil {
-			return 0, err
-		}
 	}
 	jobs := false
 	for _, r := range results {
@@ -327,7 +328,7 @@ func (g *Gateway) ProcessSpool(ctx context.Context, n int) (int, error) {
 	if len(results) > 0 {
 		wake(g.timerWake)
 	}
-	return len(results), nil
+	return len(results), err
 }
 
 func (g *Gateway) processBatch(n int) ([]*Result, error) {
@@ -337,23 +338,36 @@ func (g *Gateway) processBatch(n int) ([]*Result, error) {
 	err := g.db.Update(func(tx *store.Tx) error {
 		results = results[:0]
 		entries, err := tx.SpoolHead(n)
-		if err != nil {
-			return err
+		if len(entries) == 0 && err != nil {
+			return &messageError{err} // the head record itself is damaged
 		}
+		// A damaged record after good ones: process those, and meet the
+		// damage when it is the head.
 		for _, e := range entries {
 			r, err := Process(tx, eng, s, e)
 			if err != nil {
-				return fmt.Errorf("message %s: %w", e.ID, err)
+				return &messageError{fmt.Errorf("message %s: %w", e.ID, err)}
 			}
 			results = append(results, r)
 			if err := tx.DeleteSpool(e.Seq); err != nil {
 				return err
 			}
 		}
+		if g.storeFault != nil {
+			return g.storeFault()
+		}
 		return nil
 	})
 	return results, err
 }
+
+// messageError is a failure that belongs to one message (it cannot be
+// decoded or processed), as opposed to the database failing to commit: only
+// the first kind sets a message aside; the second is retried as it is.
+type messageError struct{ err error }
+
+func (e *messageError) Error() string { return e.err.Error() }
+func (e *messageError) Unwrap() error { return e.err }
 
 func (g *Gateway) processOneByOne(n int) ([]*Result, error) {
 	var out []*Result
@@ -365,6 +379,10 @@ func (g *Gateway) processOneByOne(n int) ([]*Result, error) {
 			}
 			out = append(out, r...)
 			continue
+		}
+		if !errors.As(perr, new(*messageError)) {
+			// The store, not the message: leave it spooled for the retry.
+			return out, perr
 		}
 		// This message fails on its own: keep it for an admin.
 		var head *store.SpoolEntry

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -329,5 +330,43 @@ attach = true
 	}
 	if want := []string{"create", "note:Attachments not uploaded"}; !slices.Equal(got["at"], want) {
 		t.Errorf("autotask client jobs %q, want %q", got["at"], want)
+	}
+}
+
+// A store that fails to commit is not the message's fault: the message
+// stays spooled and is processed once the store works again, rather than
+// being set aside in the quarantine.
+func TestStoreFailureKeepsMessageSpooled(t *testing.T) {
+	db := openDB(t)
+	defer db.Close()
+	g := New(testSnapshot(t), Options{DB: db})
+	defer g.CloseAudit()
+	if r := g.Accept(context.Background(), mail("Failed: SRV9"), env); r.Code != 250 {
+		t.Fatal(r)
+	}
+	g.storeFault = func() error { return errors.New("write /var/lib/psagate/psagate.db: no space left on device") }
+	n, err := g.ProcessSpool(context.Background(), 10)
+	if err == nil || !strings.Contains(err.Error(), "no space left") || n != 0 {
+		t.Fatalf("processed %d, err %v; want the store's error and nothing processed", n, err)
+	}
+	count := func() (spooled, quarantined int) {
+		_ = db.View(func(tx *store.Tx) error {
+			s, _ := tx.SpoolHead(10)
+			q, _ := tx.Quarantined(10)
+			spooled, quarantined = len(s), len(q)
+			return nil
+		})
+		return
+	}
+	if s, q := count(); s != 1 || q != 0 {
+		t.Fatalf("after the store failure: spooled %d, quarantined %d; want 1, 0", s, q)
+	}
+
+	g.storeFault = nil
+	if n, err := g.ProcessSpool(context.Background(), 10); err != nil || n != 1 {
+		t.Fatalf("after recovery: processed %d, %v", n, err)
+	}
+	if s, q := count(); s != 0 || q != 0 {
+		t.Fatalf("after recovery: spooled %d, quarantined %d; want 0, 0", s, q)
 	}
 }
