@@ -39,7 +39,7 @@ fuzz:
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		if grep -qs "func $$fn(" $$pkg/*_test.go; then \
 			echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || { $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; exit 1; }; \
+			out=$$($(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out"; echo "FAIL: fuzz $$pkg $$fn (a new failing input is saved under $$pkg/testdata/fuzz/$$fn/)"; exit 1; }; \
 		fi; \
 	done
 
