@@ -2,7 +2,9 @@
 GO       ?= go
 BIN      := bin/psagate
 CONFIG   ?= configs/example.toml
-FUZZTIME ?= 5s
+# A count, not a duration: Go 1.26 can fail a timed run at its own deadline
+# (golang/go#75804); a count has no deadline to race.
+FUZZTIME ?= 10000x
 PKGS     := ./...
 
 .PHONY: run test build vet fuzz fuzz-long bench soak check-alerts clean
@@ -39,7 +41,11 @@ fuzz:
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		if grep -qs "func $$fn(" $$pkg/*_test.go; then \
 			echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-			out=$$($(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out"; echo "FAIL: fuzz $$pkg $$fn (a new failing input is saved under $$pkg/testdata/fuzz/$$fn/)"; exit 1; }; \
+			if ! out=$$($(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg 2>&1); then \
+				if echo "$$out" | grep -q 'context deadline exceeded' && ! echo "$$out" | grep -q 'Failing input written'; then \
+					echo "  note: Go 1.26's fuzz coordinator reported its own deadline at the end of the run (golang/go#75804) and wrote no failing input: not a finding"; \
+				else echo "$$out"; echo "FAIL: fuzz $$pkg $$fn (a failing input is saved under $$pkg/testdata/fuzz/$$fn/)"; exit 1; fi; \
+			fi; \
 		fi; \
 	done
 
