@@ -254,7 +254,7 @@ func (a *App) Reload() error {
 	a.Metrics.ConfigReloadSuccess.Set(1)
 	a.Metrics.ConfigReloadTimestamp.Set(float64(a.opts.Now().Unix()))
 	a.log.Info("config and rules reloaded", "rules", len(snap.Rules.Rules()), "clients", len(snap.Config.Clients))
-	a.Deliverer.Wake()
+	a.Deliverer.SettingsChanged()
 	return nil
 }
 

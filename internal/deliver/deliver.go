@@ -60,8 +60,24 @@ type Deliverer struct {
 	running  map[string]int  // provider -> jobs running
 	paused   map[string]*pause
 	nextSlot map[string]time.Time // rate limiter: earliest start of the next job per provider
+	// provOf remembers which provider a waiting, never-tried job resolved
+	// to, so that while that provider is at its limit the dispatcher skips
+	// the job without decoding it again. Under a backlog those decodes
+	// took a large share of the CPU that intake needs. Cleared when the
+	// settings change (SettingsChanged).
+	provOf map[uint64]string
+	// active are the providers the last full scan found jobs for, and
+	// lastFull when it ran. While all of them are at their limit a scan
+	// stops early (nothing more could start); a full scan at least every
+	// fullScanEvery still finds jobs for other providers further back.
+	active   map[string]bool
+	lastFull time.Time
 	wg       sync.WaitGroup
 }
+
+// fullScanEvery bounds how long a job for a provider with free slots can
+// wait behind another provider's backlog.
+const fullScanEvery = time.Second
 
 type pause struct {
 	since    time.Time
@@ -90,7 +106,17 @@ func New(o Options) *Deliverer {
 		running:  map[string]int{},
 		paused:   map[string]*pause{},
 		nextSlot: map[string]time.Time{},
+		provOf:   map[uint64]string{},
 	}
+}
+
+// SettingsChanged tells the Deliverer that the config was reloaded: which
+// provider a job goes to may have changed.
+func (d *Deliverer) SettingsChanged() {
+	d.mu.Lock()
+	clear(d.provOf)
+	d.mu.Unlock()
+	d.Wake()
 }
 
 // Wake tells the loop that new jobs may be ready.
@@ -161,9 +187,13 @@ func (d *Deliverer) dispatch(ctx context.Context) (time.Time, error) {
 	lim := d.o.Limits()
 	var next time.Time
 	var started []candidate
+	stopped := false
 	err := d.o.DB.View(func(tx *store.Tx) error {
 		seen := map[uint64]bool{}
 		d.mu.Lock()
+		if len(d.provOf) > 1<<16 {
+			clear(d.provOf) // bounded: entries of jobs dropped by an admin are never removed otherwise
+		}
 		free := map[string]int{}
 		for p, pl := range lim.Providers {
 			n := pl.Concurrency - d.running[p]
@@ -176,8 +206,33 @@ func (d *Deliverer) dispatch(ctx context.Context) (time.Time, error) {
 			free[p] = n
 		}
 		d.mu.Unlock()
+		d.mu.Lock()
+		full := time.Since(d.lastFull) >= fullScanEvery
+		active := d.active
+		d.mu.Unlock()
+		seenProv := map[string]bool{}
+		saturated := func() bool {
+			if full || len(active)+len(seenProv) == 0 {
+				return false
+			}
+			for p := range active {
+				if free[p] > 0 {
+					return false
+				}
+			}
+			for p := range seenProv {
+				if free[p] > 0 {
+					return false
+				}
+			}
+			return true
+		}
 		var scanErr error
 		err := tx.JobHeads(func(h store.JobHead) bool {
+			if saturated() {
+				stopped = true
+				return false
+			}
 			if seen[h.Incident] {
 				return true // not the head of its lane
 			}
@@ -188,12 +243,19 @@ func (d *Deliverer) dispatch(ctx context.Context) (time.Time, error) {
 				}
 				return true
 			}
-			if n, known := free[h.Provider]; known && n <= 0 {
-				return true // that provider is busy or paused: woken when it frees
-			}
 			d.mu.Lock()
 			busy := d.inflight[h.Incident]
+			p := h.Provider // of the last attempt, if any
+			if p == "" {
+				p = d.provOf[h.ID]
+			}
 			d.mu.Unlock()
+			if p != "" {
+				seenProv[p] = true
+			}
+			if n, known := free[p]; known && n <= 0 {
+				return true // that provider is busy or paused: woken when it frees
+			}
 			if busy {
 				return true
 			}
@@ -212,6 +274,10 @@ func (d *Deliverer) dispatch(ctx context.Context) (time.Time, error) {
 					s["provider"] = prov
 				}
 			}
+			d.mu.Lock()
+			d.provOf[j.ID] = prov
+			d.mu.Unlock()
+			seenProv[prov] = true
 			if n, known := free[prov]; !known || n <= 0 {
 				if !known {
 					started = append(started, candidate{job: j, settings: s, provider: prov})
@@ -225,10 +291,22 @@ func (d *Deliverer) dispatch(ctx context.Context) (time.Time, error) {
 		if err != nil {
 			return err
 		}
+		if !stopped {
+			d.mu.Lock()
+			d.active, d.lastFull = seenProv, time.Now()
+			d.mu.Unlock()
+		}
 		return scanErr
 	})
 	if err != nil {
 		return time.Time{}, err
+	}
+	if stopped {
+		// Jobs past the stop point were not looked at: come back for the
+		// full scan even if no job finishes before then.
+		if due := now.Add(fullScanEvery); next.IsZero() || due.Before(next) {
+			next = due
+		}
 	}
 	for _, c := range started {
 		pl := lim.Providers[c.provider]
@@ -252,6 +330,7 @@ func (d *Deliverer) dispatch(ctx context.Context) (time.Time, error) {
 
 func (d *Deliverer) done(c candidate) {
 	d.mu.Lock()
+	delete(d.provOf, c.job.ID)
 	delete(d.inflight, c.job.Incident)
 	d.running[c.provider]--
 	d.mu.Unlock()
