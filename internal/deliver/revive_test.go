@@ -82,15 +82,7 @@ func TestRevivedDeadCreateFindsLostTicketConnectWise(t *testing.T) {
 	// The PSA stays down: the retry's search for the ticket fails, after
 	// max_age, and the job goes dead.
 	cw.Inject(cwfake.Fault{Method: "GET", Path: "/service/tickets", Status: 503})
-	clk.Advance(11 * time.Minute)
-	d.Wake()
-	s = waitJob(t, db, job.ID, "dead after max_age", isDead)
-	if !strings.Contains(s.Dead.Reason, "gave up after") {
-		t.Fatalf("dead for another reason than max_age: %q", s.Dead.Reason)
-	}
-	if n := cw.PendingFaults(); n != 0 {
-		t.Fatalf("%d injected faults not consumed: the fault is not removed before the revive", n)
-	}
+	s = dieAfterMaxAge(t, db, clk, d, job.ID, cw.PendingFaults)
 	if !s.Dead.Started {
 		t.Errorf("dead job lost Started: its revived attempt will not search the PSA first")
 	}
@@ -159,15 +151,7 @@ func TestRevivedDeadNoteFindsLostNoteConnectWise(t *testing.T) {
 	}
 
 	cw.Inject(cwfake.Fault{Method: "GET", Path: "/service/tickets/*/notes", Status: 503})
-	clk.Advance(11 * time.Minute)
-	d.Wake()
-	s = waitJob(t, db, job.ID, "dead after max_age", isDead)
-	if !strings.Contains(s.Dead.Reason, "gave up after") {
-		t.Fatalf("dead for another reason than max_age: %q", s.Dead.Reason)
-	}
-	if n := cw.PendingFaults(); n != 0 {
-		t.Fatalf("%d injected faults not consumed", n)
-	}
+	s = dieAfterMaxAge(t, db, clk, d, job.ID, cw.PendingFaults)
 
 	ids, err := deliver.Retry(db, job.ID, clk.Now())
 	if err != nil || len(ids) != 1 || ids[0] != job.ID {
@@ -260,15 +244,7 @@ func TestRevivedDeadCreateFindsLostTicketAutotask(t *testing.T) {
 	}
 
 	at.Inject(atfake.Fault{Kind: atfake.Fault503, Method: "POST", Path: "Tickets/query"})
-	clk.Advance(11 * time.Minute)
-	d.Wake()
-	s = waitJob(t, db, job.ID, "dead after max_age", isDead)
-	if !strings.Contains(s.Dead.Reason, "gave up after") {
-		t.Fatalf("dead for another reason than max_age: %q", s.Dead.Reason)
-	}
-	if n := at.PendingFaults(); n != 0 {
-		t.Fatalf("%d injected faults not consumed", n)
-	}
+	s = dieAfterMaxAge(t, db, clk, d, job.ID, at.PendingFaults)
 
 	ids, err := deliver.RetryDead(db, clk.Now())
 	if err != nil || len(ids) != 1 || ids[0] != job.ID {
@@ -284,4 +260,21 @@ func TestRevivedDeadCreateFindsLostTicketAutotask(t *testing.T) {
 	if got, want := readIncident(t, db, inc.ID).Ticket.ID, strconv.FormatInt(tickets[0].ID, 10); got != want {
 		t.Errorf("incident ticket %q, want %q", got, want)
 	}
+}
+
+// dieAfterMaxAge moves the clock past max_age while the PSA keeps failing,
+// waits for the job to go dead for that reason, and checks that every
+// injected fault was consumed, so none is left to distort the revive.
+func dieAfterMaxAge(t *testing.T, db *store.DB, clk *testClock, d *deliver.Deliverer, id uint64, pendingFaults func() int) jobState {
+	t.Helper()
+	clk.Advance(11 * time.Minute)
+	d.Wake()
+	s := waitJob(t, db, id, "dead after max_age", isDead)
+	if !strings.Contains(s.Dead.Reason, "gave up after") {
+		t.Fatalf("dead for another reason than max_age: %q", s.Dead.Reason)
+	}
+	if n := pendingFaults(); n != 0 {
+		t.Fatalf("%d injected faults not consumed: the fault is not removed before the revive", n)
+	}
+	return s
 }
