@@ -58,7 +58,7 @@ type Server struct {
 	authFails   map[netip.Addr]*authFail
 	authPruneAt int // sweep authFails when it reaches this size
 	ln          net.Listener
-	closed      bool
+	closed      atomic.Bool        // set under mu, with conns, so newConn cannot miss it; read without
 	conns       map[*conn]struct{} // open sessions, to wake idle ones at shutdown
 	now         func() time.Time
 }
@@ -205,7 +205,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // ends, then closes the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closed = true
+	s.closed.Store(true)
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
@@ -396,7 +396,7 @@ func newConn(c net.Conn, s *Server, ip netip.Addr) *conn {
 		s.conns = make(map[*conn]struct{})
 	}
 	s.conns[cn] = struct{}{}
-	closing := s.closed
+	closing := s.closed.Load()
 	s.mu.Unlock()
 	if closing {
 		cn.wake()
@@ -404,12 +404,9 @@ func newConn(c net.Conn, s *Server, ip netip.Addr) *conn {
 	return cn
 }
 
-// closing reports whether Shutdown has begun.
-func (s *Server) closing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
+// closing reports whether Shutdown has begun. It is read on every
+// command, so it takes no lock.
+func (s *Server) closing() bool { return s.closed.Load() }
 
 // wake ends the wait for the next command of a session that is not
 // transferring a message: the read times out at once and Read closes the
