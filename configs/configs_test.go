@@ -151,9 +151,9 @@ var requiredAlertMetrics = []string{
 	"psagate_outbox_jobs",
 	"psagate_dead_jobs",
 	"psagate_provider_paused",
-	"psagate_config_reload_success",
+	"psagate_config_last_reload_successful",
 	"psagate_last_message_received_timestamp_seconds",
-	"psagate_tickets_total",
+	"psagate_psa_operations_total",
 	"psagate_spool_messages",
 	"up",
 }
@@ -447,7 +447,7 @@ func TestGrafanaDashboardCheckerCatches(t *testing.T) {
 		name, old, new, want string
 	}{
 		{"misspelled metric", "psagate_smtp_refused_total{", "psagate_smtp_refusals_total{", "psagate_smtp_refusals_total is not exported"},
-		{"missing histogram suffix", "psagate_psa_request_duration_seconds_bucket{", "psagate_psa_request_duration_seconds_buckets{", "is not exported"},
+		{"missing histogram suffix", "psagate_psa_operation_duration_seconds_bucket{", "psagate_psa_operation_duration_seconds_buckets{", "is not exported"},
 		{"duplicate id", `"id": 2,`, `"id": 1,`, "also used by"},
 		{"no title", `"title": "Dead letters"`, `"title": ""`, "no title"},
 		{"no targets", `"targets": [`, `"targetz": [`, "no targets"},

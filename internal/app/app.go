@@ -119,6 +119,8 @@ func Start(ctx context.Context, cfgPath string, o Options) (*App, error) {
 		c, err := db.Counts()
 		return metrics.StateCounts(c), err
 	})
+	a.Metrics.InitProviders(cfg.UsedProviders())
+	a.Metrics.InitRules(ruleActions(snap))
 	a.Metrics.RulesLoaded.Set(float64(len(snap.Rules.Rules())))
 	a.Metrics.ConfigReloadSuccess.Set(1)
 	a.Metrics.ConfigReloadTimestamp.Set(float64(o.Now().Unix()))
@@ -250,6 +252,8 @@ func (a *App) Reload() error {
 	if a.opts.OnReload != nil {
 		a.opts.OnReload(snap.Config)
 	}
+	a.Metrics.InitProviders(snap.Config.UsedProviders())
+	a.Metrics.InitRules(ruleActions(snap))
 	a.Metrics.RulesLoaded.Set(float64(len(snap.Rules.Rules())))
 	a.Metrics.ConfigReloadSuccess.Set(1)
 	a.Metrics.ConfigReloadTimestamp.Set(float64(a.opts.Now().Unix()))
@@ -297,4 +301,16 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	a.log.Info("stopped")
 	return err
+}
+
+// ruleActions lists each rule with the action its matches are counted under.
+func ruleActions(snap *gateway.Snapshot) []metrics.RuleAction {
+	var out []metrics.RuleAction
+	for _, r := range snap.Rules.Rules() {
+		if r.Then == nil {
+			continue
+		}
+		out = append(out, metrics.RuleAction{Name: r.Name, Action: string(r.Then.Action), Audit: r.Mode == rules.ModeAudit})
+	}
+	return out
 }

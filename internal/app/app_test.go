@@ -354,7 +354,7 @@ action = "drop"
 		t.Fatalf("after the invalid edit the old rules must still decide: %q", r)
 	}
 	body := get(t, "http://"+h.app.HTTPAddr()+"/metrics")
-	if !strings.Contains(body, "psagate_config_reload_success 0") {
+	if !strings.Contains(body, "psagate_config_last_reload_successful 0") {
 		t.Fatalf("metrics do not show the failed reload")
 	}
 }
@@ -400,9 +400,9 @@ func TestMetricsAndHealth(t *testing.T) {
 	body := get(t, base+"/metrics")
 	for _, name := range []string{
 		"psagate_smtp_sessions_active", "psagate_messages_received_total", "psagate_messages_dropped_total",
-		"psagate_rule_matches_total", "psagate_tickets_total", "psagate_psa_request_duration_seconds",
+		"psagate_rule_matches_total", "psagate_psa_operations_total", "psagate_psa_operation_duration_seconds",
 		"psagate_outbox_jobs", "psagate_dead_jobs", "psagate_incidents_open", "psagate_rules_loaded",
-		"psagate_config_reload_success", "psagate_config_reload_timestamp_seconds",
+		"psagate_config_last_reload_successful", "psagate_config_last_reload_success_timestamp_seconds",
 		"go_goroutines", "process_resident_memory_bytes",
 	} {
 		if !strings.Contains(body, "\n"+name) {
@@ -419,7 +419,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	if v := value(m.Decisions.WithLabelValues("close", "no-op")); v != 1 {
 		t.Errorf("close no-op decisions = %v, want 1 (a restore with nothing open)", v)
 	}
-	if v := value(m.Tickets.WithLabelValues("log", "create", "success")); v != 1 {
+	if v := value(m.PSAOperations.WithLabelValues("log", "create", "success")); v != 1 {
 		t.Errorf("tickets create success = %v, want 1", v)
 	}
 	if v := value(m.SMTPRefused.WithLabelValues("relay")); v != 1 {

@@ -110,15 +110,15 @@ func TestDeliveryRidesOutPSAFaults(t *testing.T) {
 		}
 	}
 	m := h.app.Metrics
-	if got := value(m.Tickets.WithLabelValues("connectwise", "create", "transient_error")); got != float64(len(create)+1) {
+	if got := value(m.PSAOperations.WithLabelValues("connectwise", "create", "transient_error")); got != float64(len(create)+1) {
 		t.Errorf("create transient errors counted = %v, want %d", got, len(create)+1)
 	}
-	later4 := value(m.Tickets.WithLabelValues("connectwise", "note", "transient_error")) +
-		value(m.Tickets.WithLabelValues("connectwise", "close", "transient_error"))
+	later4 := value(m.PSAOperations.WithLabelValues("connectwise", "note", "transient_error")) +
+		value(m.PSAOperations.WithLabelValues("connectwise", "close", "transient_error"))
 	if later4 != 4 {
 		t.Errorf("note+close transient errors counted = %v, want 4", later4)
 	}
-	if got := value(m.Tickets.WithLabelValues("connectwise", "create", "success")); got != devices {
+	if got := value(m.PSAOperations.WithLabelValues("connectwise", "create", "success")); got != devices {
 		t.Errorf("create successes = %v, want %d", got, devices)
 	}
 }

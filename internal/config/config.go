@@ -573,23 +573,31 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 		}
 		cfg.Clients = append(cfg.Clients, c)
 	}
-	used := map[string]bool{cfg.PSA.Provider(): true}
-	for _, c := range cfg.Clients {
-		if p := c.PSA.Provider(); p != "" {
-			used[p] = true
-		}
-		for _, d := range c.Device {
-			if p := d.PSA.Provider(); p != "" {
-				used[p] = true
-			}
-		}
-	}
+	used := cfg.UsedProviders()
 	for _, p := range l.pending {
-		if used[p.provider] {
+		if slices.Contains(used, p.provider) {
 			l.errs = append(l.errs, p.err)
 		}
 	}
 	return cfg
+}
+
+// UsedProviders names the providers the org, a client or a device selects,
+// sorted, each once.
+func (cfg *Config) UsedProviders() []string {
+	used := []string{cfg.PSA.Provider()}
+	for _, c := range cfg.Clients {
+		used = append(used, c.PSA.Provider())
+		for _, d := range c.Device {
+			used = append(used, d.PSA.Provider())
+		}
+	}
+	slices.Sort(used)
+	used = slices.Compact(used)
+	if len(used) > 0 && used[0] == "" {
+		used = used[1:]
+	}
+	return used
 }
 
 func (l *loader) smtp(s *SMTP) {

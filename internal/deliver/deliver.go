@@ -474,7 +474,7 @@ func (d *Deliverer) succeed(j *store.Job, ref psa.TicketRef, provider string, lo
 		return
 	}
 	if d.o.Metrics != nil {
-		d.o.Metrics.Tickets.WithLabelValues(provider, j.Op, "success").Inc()
+		d.o.Metrics.PSAOperations.WithLabelValues(provider, j.Op, "success").Inc()
 	}
 	log.Info("psa call done", "ticket", ref.String(), "attempt", j.Attempts, "took", elapsed.Round(time.Millisecond))
 }
@@ -493,7 +493,7 @@ func (d *Deliverer) fail(j *store.Job, c candidate, err error, log *slog.Logger)
 	msg := d.scrub(c.settings.Scrub(err.Error()))
 	now := d.o.Now()
 	if d.o.Metrics != nil {
-		d.o.Metrics.Tickets.WithLabelValues(c.provider, j.Op, kind.String()+"_error").Inc()
+		d.o.Metrics.PSAOperations.WithLabelValues(c.provider, j.Op, kind.String()+"_error").Inc()
 	}
 	switch kind {
 	case psa.Permanent:

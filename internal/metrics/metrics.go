@@ -11,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"psagate/internal/version"
 )
 
 // Metrics is the set of collectors of one gateway.
@@ -22,14 +24,15 @@ type Metrics struct {
 	MessagesDropped       *prometheus.CounterVec // rule
 	RuleMatches           *prometheus.CounterVec // rule, action
 	Decisions             *prometheus.CounterVec // decision, effect
-	Tickets               *prometheus.CounterVec // provider, op, result
-	PSADuration           *prometheus.HistogramVec
+	PSAOperations         *prometheus.CounterVec   // provider, op, result
+	PSADuration           *prometheus.HistogramVec // provider, op
 	ProviderPaused        *prometheus.GaugeVec // provider
 	RulesLoaded           prometheus.Gauge
 	ConfigReloadSuccess   prometheus.Gauge
 	ConfigReloadTimestamp prometheus.Gauge
 	LastMessageReceived   prometheus.Gauge
 	SMTPRefused           *prometheus.CounterVec // reason
+	BuildInfo             *prometheus.GaugeVec   // version, revision, goversion
 }
 
 // StateCounts feeds the gauges read from the database on each scrape.
@@ -59,12 +62,14 @@ func New(counts func() (StateCounts, error)) *Metrics {
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "psagate_decisions_total", Help: "Incident decisions after correlation, by decision and effect.",
 		}, []string{"decision", "effect"}),
-		Tickets: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "psagate_tickets_total",
+		// Not "tickets_total": most operations (notes, attachments, closes)
+		// make no ticket.
+		PSAOperations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "psagate_psa_operations_total",
 			Help: "PSA operations by provider, op (create, note, attach, close, reopen) and result (success, transient_error, permanent_error, auth_error).",
 		}, []string{"provider", "op", "result"}),
 		PSADuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "psagate_psa_request_duration_seconds",
+			Name:    "psagate_psa_operation_duration_seconds",
 			Help:    "Time taken by one PSA operation (all its HTTP requests), by provider and op.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"provider", "op"}),
@@ -75,10 +80,11 @@ func New(counts func() (StateCounts, error)) *Metrics {
 			Name: "psagate_rules_loaded", Help: "Rules in the active rule set.",
 		}),
 		ConfigReloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "psagate_config_reload_success", Help: "1 if the last config/rules reload succeeded, 0 if it failed (the previous set stays active).",
+			// The names Prometheus and Alertmanager use for the same thing.
+			Name: "psagate_config_last_reload_successful", Help: "1 if the last config/rules reload succeeded, 0 if it failed (the previous set stays active).",
 		}),
 		ConfigReloadTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "psagate_config_reload_timestamp_seconds", Help: "Unix time of the last successful config/rules load.",
+			Name: "psagate_config_last_reload_success_timestamp_seconds", Help: "Unix time of the last successful config/rules load.",
 		}),
 		LastMessageReceived: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "psagate_last_message_received_timestamp_seconds", Help: "Unix time of the last message accepted over SMTP.",
@@ -87,19 +93,83 @@ func New(counts func() (StateCounts, error)) *Metrics {
 			Name: "psagate_smtp_refused_total",
 			Help: "SMTP connections and commands refused, by reason (network, relay, size, recipients, auth, tls, busy, bare_lf, protocol).",
 		}, []string{"reason"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "psagate_build_info",
+			Help: "Always 1; the labels say which build runs (join on it: * on(instance) group_left(version) psagate_build_info).",
+		}, []string{"version", "revision", "goversion"}),
 	}
 	r.MustRegister(m.SessionsActive, m.MessagesReceived, m.MessagesDropped, m.RuleMatches, m.Decisions,
-		m.Tickets, m.PSADuration, m.ProviderPaused, m.RulesLoaded, m.ConfigReloadSuccess,
-		m.ConfigReloadTimestamp, m.LastMessageReceived, m.SMTPRefused)
+		m.PSAOperations, m.PSADuration, m.ProviderPaused, m.RulesLoaded, m.ConfigReloadSuccess,
+		m.ConfigReloadTimestamp, m.LastMessageReceived, m.SMTPRefused, m.BuildInfo)
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if counts != nil {
 		r.MustRegister(&stateCollector{counts: counts})
 	}
-	// Pre-create the common series so dashboards and alerts see zeros, not gaps.
-	for _, o := range []string{"queued", "dropped", "rejected", "duplicate", "error"} {
+	// Pre-create every series whose label values are known now, so that
+	// dashboards and alerts see zeros, not gaps, and increase() over the
+	// first event counts it (a series born at 1 has no increase).
+	for _, o := range MessageOutcomes {
 		m.MessagesReceived.WithLabelValues(o)
 	}
+	for _, r := range RefusalReasons {
+		m.SMTPRefused.WithLabelValues(r)
+	}
+	for _, d := range DecisionEffects {
+		m.Decisions.WithLabelValues(d[0], d[1])
+	}
+	v := version.Get()
+	m.BuildInfo.WithLabelValues(v.Version, v.Revision, v.GoVersion).Set(1)
 	return m
+}
+
+// Label values known before any traffic. A value used with these vectors
+// must be listed here (tests check the callers' words against them).
+var (
+	MessageOutcomes = []string{"queued", "dropped", "rejected", "duplicate", "error"}
+	RefusalReasons  = []string{"network", "relay", "size", "recipients", "auth", "tls", "busy", "bare_lf", "protocol"}
+	PSAOps          = []string{"create", "note", "attach", "close", "reopen"}
+	PSAResults      = []string{"success", "transient_error", "permanent_error", "auth_error"}
+	// DecisionEffects are the decision/effect pairs the incident engine
+	// produces (internal/incident: each Outcome it returns).
+	DecisionEffects = [][2]string{
+		{"ticket", "opened"}, {"ticket", "held"}, {"ticket", "held-repeat"}, {"ticket", "new-ticket"}, {"ticket", "reopened"},
+		{"note", "noted"}, {"note", "ignored"}, {"note", "no-op"},
+		{"close", "closed"}, {"close", "cancelled"}, {"close", "noted-not-closed"}, {"close", "no-op"},
+	}
+)
+
+// InitProviders creates the per-provider series of each named provider.
+func (m *Metrics) InitProviders(names []string) {
+	for _, p := range names {
+		m.ProviderPaused.WithLabelValues(p)
+		for _, op := range PSAOps {
+			m.PSADuration.WithLabelValues(p, op)
+			for _, r := range PSAResults {
+				m.PSAOperations.WithLabelValues(p, op, r)
+			}
+		}
+	}
+}
+
+// RuleAction is a rule's name and the action it takes when it matches.
+type RuleAction struct {
+	Name, Action string
+	Audit        bool // audit mode: counted as action "audit"
+}
+
+// InitRules creates the series of each rule of a newly loaded rule set.
+// Series of rules since removed stay until restart, as counters should.
+func (m *Metrics) InitRules(rs []RuleAction) {
+	for _, r := range rs {
+		a := r.Action
+		if r.Audit {
+			a = "audit"
+		}
+		m.RuleMatches.WithLabelValues(r.Name, a)
+		if a == "drop" {
+			m.MessagesDropped.WithLabelValues(r.Name)
+		}
+	}
 }
 
 // Handler serves /metrics.
