@@ -20,13 +20,13 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	SessionsActive        prometheus.Gauge
-	MessagesReceived      *prometheus.CounterVec // outcome
-	MessagesDropped       *prometheus.CounterVec // rule
-	RuleMatches           *prometheus.CounterVec // rule, action
-	Decisions             *prometheus.CounterVec // decision, effect
+	MessagesReceived      *prometheus.CounterVec   // outcome
+	MessagesDropped       *prometheus.CounterVec   // rule
+	RuleMatches           *prometheus.CounterVec   // rule, action
+	Decisions             *prometheus.CounterVec   // decision, effect
 	PSAOperations         *prometheus.CounterVec   // provider, op, result
 	PSADuration           *prometheus.HistogramVec // provider, op
-	ProviderPaused        *prometheus.GaugeVec // provider
+	ProviderPaused        *prometheus.GaugeVec     // provider
 	RulesLoaded           prometheus.Gauge
 	ConfigReloadSuccess   prometheus.Gauge
 	ConfigReloadTimestamp prometheus.Gauge
