@@ -101,25 +101,87 @@ func wake(ch chan struct{}) {
 	}
 }
 
-// DedupeKey identifies an SMTP retry of the same message: its Message-ID
-// and a hash of its body (the headers may differ by a Received line). A
-// message without Message-ID is identified by its whole content.
-func DedupeKey(msgID string, raw []byte) []byte {
-	body := raw
-	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
-		body = raw[i+4:]
-	} else if i := bytes.Index(raw, []byte("\n\n")); i >= 0 {
-		body = raw[i+2:]
-	}
+// DedupeKey identifies an SMTP retry of the same message, and only that:
+// the same Message-ID, the same header fields that say what the alert is
+// (Subject, From, To, Date, Content-Type and every other field the sender
+// wrote), the same body, for the same envelope recipients and client.
+// Relays may add or change their trace fields (Received and the like) on a
+// retry, so those are left out. Keying on Message-ID and body alone threw
+// away a second device's failure that reused a template's Message-ID with
+// another Subject, and another client's copy of a mail (issue 14). A message
+// without Message-ID is identified by its whole content, trace included.
+func DedupeKey(msgID string, raw []byte, rcpts []string, client string) []byte {
 	h := sha256.New()
 	if msgID == "" {
 		h.Write([]byte("raw\x00"))
 		h.Write(raw)
 	} else {
+		head, body := splitHeader(raw)
 		h.Write([]byte("mid\x00" + msgID + "\x00"))
+		for _, f := range headerFields(head) {
+			name, _, _ := strings.Cut(f, ":")
+			if traceField(strings.ToLower(strings.TrimSpace(name))) {
+				continue
+			}
+			h.Write([]byte(f))
+			h.Write([]byte{0})
+		}
+		h.Write([]byte("body\x00"))
 		h.Write(body)
 	}
+	rc := make([]string, 0, len(rcpts))
+	for _, r := range rcpts {
+		rc = append(rc, strings.ToLower(strings.TrimSpace(r)))
+	}
+	slices.Sort(rc)
+	h.Write([]byte("\x00rcpt\x00" + strings.Join(rc, "\x00") + "\x00client\x00" + client))
 	return h.Sum(nil)[:16]
+}
+
+// splitHeader splits a message at its first empty line.
+func splitHeader(raw []byte) (head, body []byte) {
+	if i := bytes.Index(raw, []byte("\r\n\r\n")); i >= 0 {
+		return raw[:i+2], raw[i+4:]
+	}
+	if i := bytes.Index(raw, []byte("\n\n")); i >= 0 {
+		return raw[:i+1], raw[i+2:]
+	}
+	return raw, nil
+}
+
+// headerFields returns the unfolded header fields of head, each as
+// "name:value" with the value's whitespace runs collapsed, so a relay that
+// refolds a long Subject does not make a retry look like a new message.
+func headerFields(head []byte) []string {
+	var out []string
+	for _, line := range strings.Split(strings.ReplaceAll(string(head), "\r\n", "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(out) > 0 {
+			out[len(out)-1] += " " + line
+			continue
+		}
+		out = append(out, line)
+	}
+	for i, f := range out {
+		name, value, _ := strings.Cut(f, ":")
+		out[i] = strings.ToLower(strings.TrimSpace(name)) + ":" + strings.Join(strings.Fields(value), " ")
+	}
+	return out
+}
+
+// traceField reports header fields that relays add or rewrite on the way
+// (RFC 5321 section 4.4 trace fields, and their common relatives): they
+// differ between two deliveries of one message, so they do not identify it.
+func traceField(name string) bool {
+	switch name {
+	case "received", "return-path", "delivered-to", "x-received", "x-original-to", "x-forwarded-to",
+		"x-forwarded-for", "authentication-results", "received-spf", "dkim-signature", "x-google-dkim-signature",
+		"x-gm-message-state", "x-virus-scanned":
+		return true
+	}
+	return strings.HasPrefix(name, "arc-") || strings.HasPrefix(name, "x-spam") || strings.HasPrefix(name, "x-ms-exchange-")
 }
 
 // Accept decides a message received over SMTP and answers it: drop and
@@ -157,7 +219,7 @@ func (g *Gateway) Accept(ctx context.Context, raw []byte, env message.Envelope) 
 	}
 	e := &store.SpoolEntry{ID: id, Received: now, MailFrom: env.MailFrom, RcptTo: env.RcptTo,
 		RemoteIP: ipString(env), Helo: env.Helo, Decision: vb, Raw: raw}
-	orig, dup, err := g.db.Accept(e, DedupeKey(a.MessageID, raw))
+	orig, dup, err := g.db.Accept(e, DedupeKey(a.MessageID, raw, env.RcptTo, v.Client))
 	if err != nil {
 		log.Error("spool write failed; the sender will retry", "err", err)
 		g.count("error", nil)

@@ -130,13 +130,21 @@ func TestDedupeKey(t *testing.T) {
 	a := []byte("Received: by relay1\r\nMessage-ID: <x@y>\r\n\r\nbody\r\n")
 	b := []byte("Received: by relay2\r\nMessage-ID: <x@y>\r\n\r\nbody\r\n")
 	c := []byte("Received: by relay1\r\nMessage-ID: <x@y>\r\n\r\nother body\r\n")
-	if !bytes.Equal(DedupeKey("x@y", a), DedupeKey("x@y", b)) {
+	d := []byte("Received: by relay1\r\nMessage-ID: <x@y>\r\nSubject: other\r\n\r\nbody\r\n")
+	rc := []string{"a@alerts.example.net"}
+	if !bytes.Equal(DedupeKey("x@y", a, rc, "acme"), DedupeKey("x@y", b, rc, "acme")) {
 		t.Error("same Message-ID and body through another relay is not recognised")
 	}
-	if bytes.Equal(DedupeKey("x@y", a), DedupeKey("x@y", c)) {
+	if bytes.Equal(DedupeKey("x@y", a, rc, "acme"), DedupeKey("x@y", c, rc, "acme")) {
 		t.Error("a different body with a reused Message-ID counted as a duplicate")
 	}
-	if bytes.Equal(DedupeKey("", a), DedupeKey("", b)) {
+	if bytes.Equal(DedupeKey("x@y", a, rc, "acme"), DedupeKey("x@y", d, rc, "acme")) {
+		t.Error("another Subject with a reused Message-ID and body counted as a duplicate")
+	}
+	if bytes.Equal(DedupeKey("x@y", a, rc, "acme"), DedupeKey("x@y", a, []string{"b@alerts.example.net"}, "beta")) {
+		t.Error("the same mail to another client counted as a duplicate")
+	}
+	if bytes.Equal(DedupeKey("", a, rc, ""), DedupeKey("", b, rc, "")) {
 		t.Error("without Message-ID the whole message must identify it")
 	}
 }
