@@ -24,6 +24,7 @@ import (
 	"psagate/internal/route"
 	"psagate/internal/rules"
 	"psagate/internal/sanitize"
+	"psagate/internal/store"
 )
 
 // Decisions, in DESIGN words.
@@ -173,6 +174,11 @@ func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verd
 	default:
 		v.Key = v.Client + "/" + device + "/" + v.Check
 	}
+	// The key is made of text the alert controls (a 32 KB Subject made it
+	// too long for the database once): bound it here, where it is made,
+	// so the incident, its audit entries and its external reference all
+	// carry the same bounded key.
+	v.Key = store.BoundKey(v.Key)
 	if th.Summary != nil {
 		v.Summary = sanitize.Line(th.Summary.Render(vars))
 	}

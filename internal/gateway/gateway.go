@@ -466,8 +466,7 @@ func (g *Gateway) processOneByOne(n int) ([]*Result, error) {
 			if err := tx.Quarantine(head, reason); err != nil {
 				return err
 			}
-			if err := tx.AddAudit(&store.AuditEntry{Time: head.Received, Message: head.ID, Decision: Quarantine,
-				Effect: "processing failed", Detail: reason}); err != nil {
+			if err := tx.AddAudit(failedAudit(head, reason)); err != nil {
 				return err
 			}
 			return tx.DeleteSpool(head.Seq)
@@ -480,6 +479,18 @@ func (g *Gateway) processOneByOne(n int) ([]*Result, error) {
 		}
 	}
 	return out, nil
+}
+
+// failedAudit is the audit entry of a message that could not be
+// processed: everything its verdict says (subject, client, rule, key), so
+// an admin searching the audit by subject or client still finds it.
+func failedAudit(e *store.SpoolEntry, reason string) *store.AuditEntry {
+	var v Verdict
+	if err := json.Unmarshal(e.Decision, &v); err != nil {
+		v = Verdict{ID: e.ID}
+	}
+	v.ID = e.ID
+	return auditEntry(&v, e.MailFrom, firstOf(e.RcptTo), e.RemoteIP, e.Received, Quarantine, "processing failed", nil, reason)
 }
 
 // Process handles one spooled message inside tx: quarantine, or the

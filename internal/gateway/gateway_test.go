@@ -378,3 +378,29 @@ func TestStoreFailureKeepsMessageSpooled(t *testing.T) {
 		t.Fatalf("after recovery: spooled %d, quarantined %d; want 0, 0", s, q)
 	}
 }
+
+// TestUnprocessableMessageKeepsItsAudit spools a message whose verdict the
+// engine refuses: it is quarantined, and its audit entry still names its
+// subject, client and rule.
+func TestUnprocessableMessageKeepsItsAudit(t *testing.T) {
+	db := openDB(t)
+	defer db.Close()
+	g := New(testSnapshot(t), Options{DB: db})
+	e := &store.SpoolEntry{ID: "m1", Received: time.Now(), MailFrom: "bdr@x.example", RcptTo: env.RcptTo,
+		Decision: []byte(`{"id":"m1","action":"bogus","rule":"fail","client":"acme","subject":"Failed: SRV9"}`), Raw: mail("Failed: SRV9")}
+	if _, _, err := db.Accept(e, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.ProcessSpool(context.Background(), 10); err != nil {
+		t.Fatal(err)
+	}
+	g.CloseAudit()
+	var got *store.AuditEntry
+	_ = db.View(func(tx *store.Tx) error {
+		return tx.Audit(func(a *store.AuditEntry) bool { got = a; return false })
+	})
+	if got == nil || got.Decision != Quarantine || got.Effect != "processing failed" || got.Subject != "Failed: SRV9" ||
+		got.Client != "acme" || got.Rule != "fail" || got.Message != "m1" {
+		t.Fatalf("audit entry %+v", got)
+	}
+}

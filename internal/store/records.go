@@ -2,11 +2,14 @@ package store
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -244,9 +247,32 @@ func (t *Tx) Incident(id uint64) (*Incident, error) {
 	return &inc, nil
 }
 
+// MaxKeyLen bounds the incident, expect and timer keys this package
+// writes. bbolt refuses keys over 32 KiB, and a key is made of text an
+// alert controls (its Subject, a device name a rule extracted): a 32 KB
+// Subject once made a message unprocessable (issue 14).
+const MaxKeyLen = 512
+
+// BoundKey returns key when it is at most MaxKeyLen bytes, else its first
+// bytes (cut on a UTF-8 boundary) and a hash of the whole key, so distinct
+// long keys stay distinct and the same long key always maps to the same
+// bounded one. BoundKey(BoundKey(k)) == BoundKey(k).
+func BoundKey(key string) string {
+	if len(key) <= MaxKeyLen {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	tail := "…#" + hex.EncodeToString(sum[:16])
+	cut := MaxKeyLen - len(tail)
+	for cut > 0 && !utf8.RuneStart(key[cut]) {
+		cut--
+	}
+	return key[:cut] + tail
+}
+
 // IncidentByKey returns the latest incident of key (in any state), or nil.
 func (t *Tx) IncidentByKey(key string) (*Incident, error) {
-	id := t.b(bKeys).Get([]byte(key))
+	id := t.b(bKeys).Get([]byte(BoundKey(key)))
 	if id == nil {
 		return nil, nil
 	}
@@ -261,7 +287,7 @@ func (t *Tx) PutIncident(inc *Incident) error {
 	if err := putJSON(t.b(bIncidents), u64(inc.ID), inc); err != nil {
 		return err
 	}
-	key := []byte(inc.Key)
+	key := []byte(BoundKey(inc.Key))
 	keys := t.b(bKeys)
 	if cur := keys.Get(key); cur == nil || getU64(cur) <= inc.ID {
 		if err := keys.Put(key, u64(inc.ID)); err != nil {
@@ -522,7 +548,7 @@ func timerKey(tm Timer) []byte {
 	k := u64(uint64(tm.At.UnixNano()))
 	k = append(k, tm.Kind...)
 	k = append(k, 0)
-	return append(k, tm.Ref...)
+	return append(k, BoundKey(tm.Ref)...)
 }
 
 func parseTimerKey(k []byte) (Timer, bool) {
@@ -583,11 +609,13 @@ func (t *Tx) Timers() []Timer {
 
 // GetExpect reads the absence-tracking record under key into v.
 func (t *Tx) GetExpect(key string, v any) (bool, error) {
-	return getJSON(t.b(bExpect), []byte(key), v)
+	return getJSON(t.b(bExpect), []byte(BoundKey(key)), v)
 }
 
 // PutExpect writes an absence-tracking record.
-func (t *Tx) PutExpect(key string, v any) error { return putJSON(t.b(bExpect), []byte(key), v) }
+func (t *Tx) PutExpect(key string, v any) error {
+	return putJSON(t.b(bExpect), []byte(BoundKey(key)), v)
+}
 
 // EachExpect calls fn with every absence-tracking record.
 func (t *Tx) EachExpect(fn func(key string, raw []byte) error) error {

@@ -196,3 +196,53 @@ func TestTimersAndIncidentIndexes(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLongKeysAreBounded stores an incident, an expect record and a timer
+// under keys far over bbolt's 32 KiB key limit, in a real database file.
+func TestLongKeysAreBounded(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	defer db.Close()
+	long := "acme/nas@x/" + strings.Repeat("é subject ", 4000) // 44 KB, multi-byte runes
+	other := long + "2"
+	if b := BoundKey(long); len(b) > MaxKeyLen || BoundKey(b) != b || b == BoundKey(other) || !strings.HasPrefix(b, "acme/nas@x/") {
+		t.Fatalf("BoundKey: %d bytes, idempotent %v, distinct %v", len(b), BoundKey(b) == b, b != BoundKey(other))
+	}
+	at := time.Unix(1_700_000_000, 0)
+	err := db.Update(func(tx *Tx) error {
+		id, err := tx.NewIncidentID()
+		if err != nil {
+			return err
+		}
+		if err := tx.PutIncident(&Incident{ID: id, Key: long, State: StateOpen}); err != nil {
+			return err
+		}
+		if err := tx.PutExpect(long, map[string]string{"k": "v"}); err != nil {
+			return err
+		}
+		return tx.AddTimer(Timer{At: at, Kind: "expect", Ref: long})
+	})
+	if err != nil {
+		t.Fatalf("writing long keys: %v", err)
+	}
+	_ = db.View(func(tx *Tx) error {
+		if inc, err := tx.IncidentByKey(long); err != nil || inc == nil || inc.Key != long {
+			t.Errorf("IncidentByKey(long) = %v, %v", inc, err)
+		}
+		if inc, _ := tx.IncidentByKey(other); inc != nil {
+			t.Errorf("another long key with the same start found incident %d", inc.ID)
+		}
+		var v map[string]string
+		if ok, err := tx.GetExpect(long, &v); !ok || err != nil || v["k"] != "v" {
+			t.Errorf("GetExpect(long) = %v %v %v", ok, err, v)
+		}
+		due := tx.DueTimers(at)
+		if len(due) != 1 {
+			t.Fatalf("due timers %v", due)
+		}
+		// The timer's Ref comes back bounded, and finds the same record.
+		if ok, _ := tx.GetExpect(due[0].Ref, &v); !ok {
+			t.Errorf("the expect record is not found by the timer's Ref")
+		}
+		return nil
+	})
+}
