@@ -40,7 +40,13 @@ func cmdPSA(args []string, stdout, stderr io.Writer) error {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p, ok := app.DefaultProviders(io.Discard, nil, quiet)[prov].(psa.Checker)
 	if !ok {
-		return &exitError{code: 1, err: fmt.Errorf("provider %q has nothing to test: set [psa] provider = \"connectwise\" or \"autotask\"", prov)}
+		var testable []string
+		for _, d := range psa.Registered() {
+			if _, ok := d.New(psa.Env{Logger: quiet}).(psa.Checker); ok {
+				testable = append(testable, fmt.Sprintf("%q", d.Name))
+			}
+		}
+		return &exitError{code: 1, err: fmt.Errorf("provider %q has nothing to test: set [psa] provider = %s", prov, strings.Join(testable, " or "))}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()

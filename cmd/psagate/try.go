@@ -207,14 +207,9 @@ func ticketSettings(s psa.Settings) string {
 	prov := s.Provider()
 	sec := s.Redacted().Section(prov)
 	var parts []string
-	for _, k := range psa.Keys[prov] {
-		if v := sec[k]; v != "" && !psa.IsSecretKey(prov+"."+k) {
-			switch k {
-			case "site", "endpoint", "company_id", "username", "zone_url", "timeout", "api_version":
-				if prov == "connectwise" || k != "company_id" {
-					continue
-				}
-			}
+	d, _ := psa.Lookup(prov)
+	for _, k := range d.TicketKeys() {
+		if v := sec[k]; v != "" {
 			parts = append(parts, k+"="+v)
 		}
 	}

@@ -6,19 +6,10 @@ import (
 	"net/http"
 
 	"psagate/internal/psa"
-	"psagate/internal/psa/autotask"
-	"psagate/internal/psa/connectwise"
-	"psagate/internal/psa/logpsa"
+	_ "psagate/internal/psa/builtin" // the providers psagate ships register themselves
 )
 
-// DefaultProviders returns one instance of every provider.
+// DefaultProviders returns one instance of every registered provider.
 func DefaultProviders(logOut io.Writer, client *http.Client, log *slog.Logger) map[string]psa.Provider {
-	if log == nil {
-		log = slog.Default()
-	}
-	return map[string]psa.Provider{
-		"log":         logpsa.New(logOut),
-		"connectwise": connectwise.New(connectwise.Options{HTTPClient: client, Logger: log.With("provider", "connectwise")}),
-		"autotask":    autotask.New(autotask.Options{HTTPClient: client, Logger: log.With("provider", "autotask")}),
-	}
+	return psa.NewAll(psa.Env{HTTPClient: client, Logger: log, Out: logOut})
 }

@@ -341,7 +341,8 @@ func decode(path string, data []byte, secrets bool) (*Config, Errors) {
 	}
 	l := &loader{file: path, ix: tomlpos.New(data), lines: map[string]int{}, bad: map[string]bool{}, noSecrets: !secrets}
 	text := string(data)
-	if l.checkValues(doc, reflect.TypeFor[rawConfig](), "") {
+	provTables, took := l.providerTables(doc)
+	if l.checkValues(doc, reflect.TypeFor[rawConfig](), "") || took {
 		// Decode what is left. Its lines no longer match the file, which is
 		// why every later error takes its line from l.ix.
 		var b strings.Builder
@@ -376,8 +377,53 @@ func decode(path string, data []byte, secrets bool) (*Config, Errors) {
 			l.errs = append(l.errs, &Error{File: path, Line: ln, Key: ks, Msg: "unknown key" + l.suggest(ks)})
 		}
 	}
+	raw.Deliver.providers = l.decodeProviderTables(provTables)
 	cfg := l.build(&raw, md)
 	return cfg, l.sorted()
+}
+
+// providerTables takes the [deliver.NAME] tables of registered providers
+// out of doc: rawDeliver cannot name them (the registry decides which
+// exist), so each is checked and decoded on its own.
+func (l *loader) providerTables(doc map[string]any) (map[string]map[string]any, bool) {
+	d, ok := doc["deliver"].(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	out := map[string]map[string]any{}
+	for _, name := range psa.Names() {
+		t, ok := d[name].(map[string]any)
+		if !ok {
+			continue
+		}
+		delete(d, name)
+		l.checkValues(t, reflect.TypeFor[ProviderLimits](), "deliver."+name)
+		out[name] = t
+	}
+	return out, len(out) > 0
+}
+
+func (l *loader) decodeProviderTables(tables map[string]map[string]any) map[string]*ProviderLimits {
+	out := map[string]*ProviderLimits{}
+	for _, name := range slices.Sorted(maps.Keys(tables)) {
+		var b strings.Builder
+		if err := toml.NewEncoder(&b).Encode(tables[name]); err != nil {
+			l.errf("deliver."+name, "%v", err)
+			continue
+		}
+		var p ProviderLimits
+		md, err := toml.Decode(b.String(), &p)
+		if err != nil {
+			l.errf("deliver."+name, "%v", err)
+			continue
+		}
+		for _, k := range md.Undecoded() {
+			ks := "deliver." + name + "." + k.String()
+			l.errs = append(l.errs, &Error{File: l.file, Line: l.ix.Line(ks), Key: ks, Msg: "unknown key" + l.suggest(ks)})
+		}
+		out[name] = &p
+	}
+	return out
 }
 
 // syntaxError turns a decoder error into an Error. ix, when set, gives the
@@ -427,15 +473,15 @@ type rawConfig struct {
 }
 
 type rawDeliver struct {
-	MaxAge        Duration        `toml:"max_age"`
-	BackoffMin    Duration        `toml:"backoff_min"`
-	BackoffMax    Duration        `toml:"backoff_max"`
-	ProbeInterval Duration        `toml:"probe_interval"`
-	AttachTypes   []string        `toml:"attach_types"`
-	AttachMax     int             `toml:"attach_max_bytes"`
-	ConnectWise   *ProviderLimits `toml:"connectwise"`
-	Autotask      *ProviderLimits `toml:"autotask"`
-	Log           *ProviderLimits `toml:"log"`
+	MaxAge        Duration `toml:"max_age"`
+	BackoffMin    Duration `toml:"backoff_min"`
+	BackoffMax    Duration `toml:"backoff_max"`
+	ProbeInterval Duration `toml:"probe_interval"`
+	AttachTypes   []string `toml:"attach_types"`
+	AttachMax     int      `toml:"attach_max_bytes"`
+	// providers holds the [deliver.NAME] tables of registered providers,
+	// taken out of the document before the decode (see providerTables).
+	providers map[string]*ProviderLimits
 }
 
 type rawClient struct {
@@ -731,15 +777,6 @@ func (l *loader) rules(r *Rules) {
 	}
 }
 
-// Default per-provider limits stay well inside what each PSA documents:
-// ConnectWise throttles above ~1,000 requests/minute, Autotask allows
-// 10,000 requests/hour per database and 3 concurrent requests per integration.
-var defaultLimits = map[string]ProviderLimits{
-	"connectwise": {Concurrency: 4, RatePerMinute: 300},
-	"autotask":    {Concurrency: 3, RatePerMinute: 60},
-	"log":         {Concurrency: 16, RatePerMinute: 0},
-}
-
 func (l *loader) deliver(r rawDeliver) Deliver {
 	d := Deliver{MaxAge: r.MaxAge, BackoffMin: r.BackoffMin, BackoffMax: r.BackoffMax, ProbeInterval: r.ProbeInterval,
 		AttachTypes: r.AttachTypes, AttachMaxBytes: r.AttachMax}
@@ -762,11 +799,17 @@ func (l *loader) deliver(r rawDeliver) Deliver {
 	if d.BackoffMax < d.BackoffMin && !l.bad["deliver.backoff_min"] && !l.bad["deliver.backoff_max"] {
 		l.errf("deliver.backoff_max", "backoff_max (%s) is below backoff_min (%s)", d.BackoffMax.D(), d.BackoffMin.D())
 	}
-	d.Providers = maps.Clone(defaultLimits)
+	// Each provider's defaults come from its descriptor (they stay well
+	// inside what the PSA documents); [deliver.NAME] overrides them.
+	d.Providers = map[string]ProviderLimits{}
+	for _, desc := range psa.Registered() {
+		d.Providers[desc.Name] = ProviderLimits{Concurrency: desc.Limits.Concurrency, RatePerMinute: desc.Limits.RatePerMinute}
+	}
 	set := func(name string, p *ProviderLimits) {
 		if p == nil {
 			return
 		}
+		desc, _ := psa.Lookup(name)
 		v := d.Providers[name]
 		limit(l, "deliver."+name+".concurrency", &p.Concurrency, v.Concurrency, 1)
 		v.Concurrency = p.Concurrency
@@ -782,14 +825,14 @@ func (l *loader) deliver(r rawDeliver) Deliver {
 		}
 		limit(l, "deliver."+name+".attach_max_bytes", &p.AttachMaxBytes, d.AttachMaxBytes, 1)
 		v.AttachMaxBytes = p.AttachMaxBytes
-		if name == "autotask" && v.Concurrency > 3 {
-			l.errf("deliver.autotask.concurrency", "Autotask allows at most 3 concurrent requests per integration; %d would be throttled", v.Concurrency)
+		if m := desc.Limits.MaxConcurrency; m > 0 && v.Concurrency > m {
+			l.errf("deliver."+name+".concurrency", "%s; %d would be throttled", desc.Limits.MaxConcurrencyWhy, v.Concurrency)
 		}
 		d.Providers[name] = v
 	}
-	set("connectwise", r.ConnectWise)
-	set("autotask", r.Autotask)
-	set("log", r.Log)
+	for _, name := range slices.Sorted(maps.Keys(r.providers)) {
+		set(name, r.providers[name])
+	}
 	return d
 }
 
@@ -818,9 +861,9 @@ func (l *loader) psa(base string, m map[string]any, org bool) psa.Settings {
 	for _, k := range psa.GeneralKeys {
 		known[k] = true
 	}
-	for prov, keys := range psa.Keys {
-		for _, k := range keys {
-			known[prov+"."+k] = true
+	for _, d := range psa.Registered() {
+		for _, k := range d.Keys {
+			known[d.Name+"."+k] = true
 		}
 	}
 	var walk func(prefix string, v map[string]any)
@@ -832,7 +875,7 @@ func (l *loader) psa(base string, m map[string]any, org bool) psa.Settings {
 			}
 			path := base + "." + full
 			if sub, ok := v[k].(map[string]any); ok {
-				if _, isProv := psa.Keys[full]; isProv && prefix == "" {
+				if _, isProv := psa.KeysOf(full); isProv && prefix == "" {
 					walk(full, sub)
 					continue
 				}
@@ -842,7 +885,7 @@ func (l *loader) psa(base string, m map[string]any, org bool) psa.Settings {
 			if !known[full] {
 				msg := "unknown PSA setting"
 				if prov, key, ok := strings.Cut(full, "."); ok {
-					if keys, isProv := psa.Keys[prov]; isProv {
+					if keys, isProv := psa.KeysOf(prov); isProv {
 						if c := suggest.Closest(key, keys); c != "" {
 							msg += fmt.Sprintf(" (did you mean %q?)", prov+"."+c)
 						} else {
@@ -875,8 +918,12 @@ func (l *loader) psa(base string, m map[string]any, org bool) psa.Settings {
 			}
 			switch full {
 			case "provider":
-				if !slices.Contains(psa.Providers, s) {
-					l.errf(path, "provider must be one of %s, not %q", strings.Join(psa.Providers, ", "), s)
+				if _, ok := psa.Lookup(s); !ok {
+					hint := ""
+					if c := suggest.Closest(s, psa.Names()); c != "" {
+						hint = fmt.Sprintf(" (did you mean %q?)", c)
+					}
+					l.errf(path, "provider must be one of %s, not %q%s", strings.Join(psa.Names(), ", "), s, hint)
 				}
 			case "auto_close":
 				if _, err := strconv.ParseBool(s); err != nil {

@@ -148,7 +148,7 @@ name = "A"
 	want := []string{
 		"bad.toml:2: smtp.listn: unknown key",
 		`bad.toml:4: smtp.read_timeout: "60 seconds" is not a duration`,
-		`bad.toml:7: psa.provider: provider must be one of connectwise, autotask, log, not "conectwise"`,
+		`bad.toml:7: psa.provider: provider must be one of autotask, connectwise, log, not "conectwise" (did you mean "connectwise"?)`,
 		`bad.toml:9: psa.connectwise.bord: unknown PSA setting (did you mean "connectwise.board"?)`,
 		`bad.toml:14: client[0].psa.connectwise.priorty: unknown PSA setting (did you mean "connectwise.priority"?)`,
 		`bad.toml:16: client[1].name: client "A" is defined twice (first at line 11)`,

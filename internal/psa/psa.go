@@ -3,8 +3,8 @@
 // is made with, and the classification of failures (transient, permanent,
 // authentication) that the delivery workers act on.
 //
-// The providers themselves live in sub-packages: connectwise, autotask and
-// logpsa (which only writes the calls it would make).
+// The providers themselves live in sub-packages that register a Descriptor
+// (registry.go); internal/psa/builtin imports the ones psagate ships.
 package psa
 
 import (
@@ -97,42 +97,9 @@ func (s Settings) String() string {
 // LogValue keeps secrets out of slog output even when a Settings is logged whole.
 func (s Settings) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
-// Keys lists the settings each provider understands, without the section
-// prefix. The config loader refuses any other key, so a typo is an error.
-var Keys = map[string][]string{
-	"connectwise": {
-		"site", "endpoint", "company_id", "public_key", "private_key", "client_id", "api_version",
-		"company", "board", "status", "type", "subtype", "item", "priority", "contact",
-		"closed_status", "timeout",
-	},
-	"autotask": {
-		"username", "secret", "integration_code", "zone_url",
-		"company_id", "queue_id", "priority", "status", "complete_status",
-		"issue_type", "sub_issue_type", "ticket_type", "source",
-		"note_type", "note_publish", "timeout",
-	},
-}
-
-// GeneralKeys are settings shared by every provider.
-var GeneralKeys = []string{"provider", "auto_close"}
-
-// Providers are the provider names a config may select.
-var Providers = []string{"connectwise", "autotask", "log"}
-
-var secretKeys = map[string]bool{
-	"connectwise.public_key":    true,
-	"connectwise.private_key":   true,
-	"connectwise.client_id":     true,
-	"autotask.secret":           true,
-	"autotask.integration_code": true,
-}
-
-// IsSecretKey reports whether the flattened key holds a secret.
-func IsSecretKey(key string) bool { return secretKeys[key] }
-
 // SecretValues returns the non-empty secret values of s and the forms in
 // which a library or a PSA might echo them (base64, URL-escaped, JSON- and
-// Go-quoted, and ConnectWise's Basic token), longest first, so a caller can
+// Go-quoted, and the provider's derived tokens), longest first, so a caller can
 // scrub them from any text.
 func (s Settings) SecretValues() []string {
 	var raw []string
@@ -141,8 +108,12 @@ func (s Settings) SecretValues() []string {
 			raw = append(raw, v)
 		}
 	}
-	if pub, priv := s["connectwise.public_key"], s["connectwise.private_key"]; pub != "" && priv != "" {
-		raw = append(raw, s["connectwise.company_id"]+"+"+pub+":"+priv)
+	// Every provider's, not only the selected one's: a scope's settings
+	// carry the sections of all of them.
+	for _, d := range Registered() {
+		if d.DerivedSecrets != nil {
+			raw = append(raw, d.DerivedSecrets(s)...)
+		}
 	}
 	return SecretForms(raw...)
 }

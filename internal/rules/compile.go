@@ -46,19 +46,6 @@ var (
 		"priority":    {ActionTicket, ActionNote, ActionClose},
 		"psa":         {ActionTicket, ActionNote, ActionClose},
 	}
-
-	// refusedPSA are PSA settings a rule may not override: they select the
-	// PSA instance and log in to it. Credentials (psa.IsSecretKey) too.
-	// connectwise.company_id is the login company; autotask.company_id is
-	// the ticket's company and may be overridden.
-	refusedPSA = map[string]bool{
-		"connectwise.site":        true,
-		"connectwise.endpoint":    true,
-		"connectwise.company_id":  true,
-		"connectwise.api_version": true,
-		"autotask.username":       true,
-		"autotask.zone_url":       true,
-	}
 )
 
 type compiler struct {
@@ -672,8 +659,11 @@ func (rc *ruleCtx) then(v any) {
 		if th.PSA == nil {
 			th.PSA = map[string]string{}
 		}
-		for _, k := range []string{"connectwise.priority", "autotask.priority"} {
-			if _, set := th.PSA[k]; !set {
+		for _, d := range psa.Registered() {
+			if !slices.Contains(d.Keys, "priority") {
+				continue
+			}
+			if k := d.Name + ".priority"; !hasKey(th.PSA, k) {
 				th.PSA[k] = priority
 			}
 		}
@@ -710,19 +700,27 @@ func (rc *ruleCtx) psaOverrides(path string, v any) map[string]string {
 	for _, k := range sortedKeys(flat) {
 		kp := path + "." + k
 		prov, name, _ := strings.Cut(k, ".")
-		keys, known := psa.Keys[prov]
+		keys, known := psa.KeysOf(prov)
 		switch {
 		case !known && slices.Contains(psa.GeneralKeys, k):
 			rc.errf(kp, "cannot be set by a rule; it is a setting of the config's [psa] section")
 			continue
 		case !known:
-			rc.errf(kp, "unknown PSA %q: write connectwise.<setting> or autotask.<setting>", prov)
+			var withKeys []string
+			for _, d := range psa.Registered() {
+				if len(d.Keys) > 0 {
+					withKeys = append(withKeys, d.Name)
+				}
+			}
+			rc.errf(kp, "unknown PSA %q: write <provider>.<setting> with a provider of %s", prov, strings.Join(withKeys, ", "))
 			continue
 		case psa.IsSecretKey(k):
 			rc.errf(kp, "is a credential and cannot be set by a rule; credentials belong in the config's [psa.%s] section", prov)
 			continue
-		case refusedPSA[k]:
-			rc.errf(kp, "is a connection setting and cannot be set by a rule; rules may set ticket fields such as connectwise.board, connectwise.priority or autotask.queue_id")
+		case psa.IsConnectionKey(k):
+			// They select the PSA instance and log in to it.
+			d, _ := psa.Lookup(prov)
+			rc.errf(kp, "is a connection setting and cannot be set by a rule; rules may set ticket fields (%s: %s)", prov, strings.Join(d.TicketKeys(), ", "))
 			continue
 		case !slices.Contains(keys, name):
 			var full []string
@@ -995,4 +993,9 @@ func isHeaderName(s string) bool {
 		}
 	}
 	return true
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
 }

@@ -1,0 +1,31 @@
+package autotask
+
+import "psagate/internal/psa"
+
+var (
+	_ psa.Provider = (*Provider)(nil)
+	_ psa.Checker  = (*Provider)(nil)
+)
+
+func init() {
+	psa.Register(psa.Descriptor{
+		Name:  Name,
+		Title: "Autotask",
+		Keys: []string{
+			"username", "secret", "integration_code", "zone_url",
+			"company_id", "queue_id", "priority", "status", "complete_status",
+			"issue_type", "sub_issue_type", "ticket_type", "source",
+			"note_type", "note_publish", "timeout",
+		},
+		Secrets: []string{"secret", "integration_code"},
+		// company_id is the ticket's company here, so a rule may set it.
+		Connection: []string{"username", "zone_url"},
+		// Autotask allows 10,000 requests/hour per database and 3
+		// concurrent requests per integration.
+		Limits: psa.Limits{Concurrency: 3, RatePerMinute: 60, MaxConcurrency: 3,
+			MaxConcurrencyWhy: "Autotask allows at most 3 concurrent requests per integration"},
+		New: func(env psa.Env) psa.Provider {
+			return New(Options{HTTPClient: env.HTTPClient, Logger: env.Logger})
+		},
+	})
+}

@@ -1,0 +1,38 @@
+package connectwise
+
+import "psagate/internal/psa"
+
+var (
+	_ psa.Provider = (*Provider)(nil)
+	_ psa.Checker  = (*Provider)(nil)
+)
+
+func init() {
+	psa.Register(psa.Descriptor{
+		Name:  Name,
+		Title: "ConnectWise Manage",
+		Keys: []string{
+			"site", "endpoint", "company_id", "public_key", "private_key", "client_id", "api_version",
+			"company", "board", "status", "type", "subtype", "item", "priority", "contact",
+			"closed_status", "timeout",
+		},
+		Secrets: []string{"public_key", "private_key", "client_id"},
+		// company_id is the login company here (the ticket's company is
+		// "company"), so it is a connection setting.
+		Connection: []string{"site", "endpoint", "company_id", "api_version"},
+		DerivedSecrets: func(s psa.Settings) []string {
+			pub, priv := s[Name+".public_key"], s[Name+".private_key"]
+			if pub == "" || priv == "" {
+				return nil
+			}
+			// The Basic credential before and after base64 (SecretForms adds
+			// the encodings).
+			return []string{s[Name+".company_id"] + "+" + pub + ":" + priv}
+		},
+		// ConnectWise throttles above ~1,000 requests/minute.
+		Limits: psa.Limits{Concurrency: 4, RatePerMinute: 300},
+		New: func(env psa.Env) psa.Provider {
+			return New(Options{HTTPClient: env.HTTPClient, Logger: env.Logger})
+		},
+	})
+}
