@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	logger, lc := newLogger(cfg.Log, stderr, cfg.Secrets())
 	slog.SetDefault(logger)
+	setMemoryLimit(cfg.SMTP.MaxInflightBytes, logger)
 
 	ctx := context.Background()
 	a, err := app.Start(ctx, *cfgPath, app.Options{Logger: logger, LogOutput: stdout, OnReload: lc.update})
@@ -41,6 +43,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 			if err := a.Reload(); err != nil {
 				logger.Error("reload failed; the previous config and rules stay active", "err", err)
 			} else {
+				setMemoryLimit(a.Snapshot().Config.SMTP.MaxInflightBytes, logger)
 				a.Deliverer.ProbeNow(ctx)
 			}
 			continue
@@ -128,4 +131,22 @@ func (s *scrubWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// memoryHeadroom is what psagate needs besides the messages in transfer:
+// the runtime, the rules, the decoder's working set, delivery.
+const memoryHeadroom = 160 << 20
+
+// setMemoryLimit gives the Go runtime a soft memory limit of the in-flight
+// budget plus headroom, unless GOMEMLIMIT sets one. Without it the heap may
+// grow to twice what is live before a collection: 256 MiB of messages in
+// transfer would let the process reach 600 MiB. It is a soft limit: the
+// collector works harder near it, nothing fails.
+func setMemoryLimit(inflight int64, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := inflight + memoryHeadroom
+	debug.SetMemoryLimit(limit)
+	log.Debug("Go soft memory limit set", "bytes", limit)
 }

@@ -376,7 +376,7 @@ func progress(w io.Writer, every time.Duration, t0 time.Time, st *stats, rss *rs
 // rssWatch samples the server's resident memory every second.
 type rssWatch struct {
 	pid                          int
-	first, last, peak            atomic.Int64
+	first, last, peak, hwm       atomic.Int64
 	anonFirst, anonLast, anonMax atomic.Int64
 	stop, done                   chan struct{}
 }
@@ -386,10 +386,11 @@ func newRSSWatch(pid int) *rssWatch {
 }
 
 func (r *rssWatch) sample() {
-	v, anon, err := readRSS(r.pid)
+	v, anon, hwm, err := readRSS(r.pid)
 	if err != nil {
 		return
 	}
+	r.hwm.Store(hwm)
 	r.last.Store(v)
 	r.anonLast.Store(anon)
 	if v > r.peak.Load() {
@@ -430,7 +431,7 @@ func (r *rssWatch) finish() *RSS {
 	if r.first.Load() == 0 || r.last.Load() == 0 {
 		return nil
 	}
-	return &RSS{Start: r.first.Load(), End: r.last.Load(), Max: r.peak.Load(),
+	return &RSS{Start: r.first.Load(), End: r.last.Load(), Max: r.peak.Load(), Peak: r.hwm.Load(),
 		AnonStart: r.anonFirst.Load(), AnonEnd: r.anonLast.Load(), AnonMax: r.anonMax.Load()}
 }
 

@@ -20,13 +20,15 @@ import (
 // standard library).
 const clockTicks = 100
 
-// readRSS returns VmRSS of pid in bytes, and RssAnon, its part that is not
-// file-backed: bbolt maps its database file, so VmRSS grows with the pages
-// of the file that were touched, while RssAnon is the heap and stacks.
-func readRSS(pid int) (rss, anon int64, err error) {
+// readRSS returns VmRSS of pid in bytes, RssAnon, its part that is not
+// file-backed (bbolt maps its database file, so VmRSS grows with the pages
+// of the file that were touched, while RssAnon is the heap and stacks), and
+// VmHWM, the kernel's record of the highest VmRSS (a peak between samples
+// is not missed).
+func readRSS(pid int) (rss, anon, hwm int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	for line := range bytes.SplitSeq(b, []byte{'\n'}) {
 		var dst *int64
@@ -35,6 +37,8 @@ func readRSS(pid int) (rss, anon int64, err error) {
 			dst, rest = &rss, r
 		} else if r, ok := bytes.CutPrefix(line, []byte("RssAnon:")); ok {
 			dst, rest = &anon, r
+		} else if r, ok := bytes.CutPrefix(line, []byte("VmHWM:")); ok {
+			dst, rest = &hwm, r
 		} else {
 			continue
 		}
@@ -44,14 +48,14 @@ func readRSS(pid int) (rss, anon int64, err error) {
 		}
 		kb, err := strconv.ParseInt(string(f[0]), 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/%d/status: %q: %w", pid, line, err)
+			return 0, 0, 0, fmt.Errorf("/proc/%d/status: %q: %w", pid, line, err)
 		}
 		*dst = kb * 1024
 	}
 	if rss == 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/status has no VmRSS line", pid)
+		return 0, 0, 0, fmt.Errorf("/proc/%d/status has no VmRSS line", pid)
 	}
-	return rss, anon, nil
+	return rss, anon, hwm, nil
 }
 
 // readCPUTicks returns utime+stime of pid (user and system CPU time, in

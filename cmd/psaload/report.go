@@ -80,6 +80,7 @@ type RSS struct {
 	Start     int64 `json:"start"`
 	End       int64 `json:"end"`
 	Max       int64 `json:"max"`
+	Peak      int64 `json:"peak"` // VmHWM: the highest VmRSS, between samples too
 	AnonStart int64 `json:"anon_start"`
 	AnonEnd   int64 `json:"anon_end"`
 	AnonMax   int64 `json:"anon_max"`
@@ -167,8 +168,8 @@ func (r *Report) WriteText(w io.Writer) {
 	p("  latency:     p50 %s  p90 %s  p99 %s  max %s  (end of DATA to reply)",
 		fmtMS(r.Latency.P50), fmtMS(r.Latency.P90), fmtMS(r.Latency.P99), fmtMS(r.Latency.Max))
 	if r.RSS != nil {
-		p("  server RSS:  start %s  end %s  max %s  (anonymous only, without the binary and the mapped database: %s, %s, %s)",
-			fmtBytes(r.RSS.Start), fmtBytes(r.RSS.End), fmtBytes(r.RSS.Max),
+		p("  server RSS:  start %s  end %s  max %s  peak (VmHWM) %s  (anonymous only, without the binary and the mapped database: %s, %s, %s)",
+			fmtBytes(r.RSS.Start), fmtBytes(r.RSS.End), fmtBytes(r.RSS.Max), fmtBytes(r.RSS.Peak),
 			fmtBytes(r.RSS.AnonStart), fmtBytes(r.RSS.AnonEnd), fmtBytes(r.RSS.AnonMax))
 	} else {
 		p("  server RSS:  not measured (no /proc, or -addr without -pid)")

@@ -142,25 +142,7 @@ func TestSmugglingAgainstTheFullGateway(t *testing.T) {
 			waitFor(t, "spool and outbox to drain", 10*time.Second, func() bool { return idle(h.app.DB) })
 			h.app.Gateway.CloseAudit() // flush the drops' and rejects' audit entries, if any
 
-			var audit []*store.AuditEntry
-			var spool, quarantine []*store.SpoolEntry
-			var incs []*store.Incident
-			err := h.app.DB.View(func(tx *store.Tx) error {
-				var err error
-				if spool, err = tx.SpoolHead(1 << 30); err != nil {
-					return err
-				}
-				if quarantine, err = tx.Quarantined(1 << 30); err != nil {
-					return err
-				}
-				if err := tx.Incidents(func(i *store.Incident) bool { incs = append(incs, i); return true }); err != nil {
-					return err
-				}
-				return tx.Audit(func(e *store.AuditEntry) bool { audit = append(audit, e); return true })
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			spool, quarantine, incs, audit := dbContents(t, h.app.DB)
 			if len(spool) != 0 || len(quarantine) != 0 {
 				t.Errorf("%d messages in the spool and %d in the quarantine, want none", len(spool), len(quarantine))
 			}
@@ -196,4 +178,27 @@ func TestSmugglingAgainstTheFullGateway(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dbContents is everything a message can leave behind in the database:
+// the spool, the quarantine, the incidents and the audit trail.
+func dbContents(t *testing.T, db *store.DB) (spool, quarantine []*store.SpoolEntry, incs []*store.Incident, audit []*store.AuditEntry) {
+	t.Helper()
+	err := db.View(func(tx *store.Tx) error {
+		var err error
+		if spool, err = tx.SpoolHead(1 << 30); err != nil {
+			return err
+		}
+		if quarantine, err = tx.Quarantined(1 << 30); err != nil {
+			return err
+		}
+		if err := tx.Incidents(func(i *store.Incident) bool { incs = append(incs, i); return true }); err != nil {
+			return err
+		}
+		return tx.Audit(func(e *store.AuditEntry) bool { audit = append(audit, e); return true })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return spool, quarantine, incs, audit
 }

@@ -59,7 +59,12 @@ type SMTP struct {
 	DataTimeout      Duration       `toml:"data_timeout"`
 	MaxSessions      int            `toml:"max_sessions"`
 	MaxSessionsPerIP int            `toml:"max_sessions_per_ip"`
-	MaxCommands      int            `toml:"max_commands"` // commands before MAIL FROM
+	MaxCommands      int            `toml:"max_commands"`      // commands before MAIL FROM
+	MailTimeout      Duration       `toml:"mail_timeout"`      // from connect (or the last message) to MAIL FROM
+	MaxIdleCommands  int            `toml:"max_idle_commands"` // NOOP, RSET, ... per message
+	ReservedSessions *int           `toml:"reserved_sessions"` // slots kept for addresses with no session
+	MaxInflightBytes int64          `toml:"max_inflight_bytes"`
+	MaxHops          int            `toml:"max_hops"` // Received: headers before a message is taken for a loop
 	MaxAuthFailures  int            `toml:"max_auth_failures"`
 	AuthFailurePause Duration       `toml:"auth_failure_pause"`
 	MaxLineLength    int            `toml:"max_line_length"`
@@ -77,6 +82,9 @@ type SMTP struct {
 	TLSKey           string         `toml:"tls_key"`
 	Users            []User         `toml:"user"`
 	AllowedPrefixes  []netip.Prefix `toml:"-"`
+	// Reserved is reserved_sessions resolved (its default depends on
+	// max_sessions, and 0 is a value an admin may choose).
+	Reserved int `toml:"-"`
 }
 
 // User is an [[smtp.user]] account for AUTH PLAIN/LOGIN.
@@ -666,9 +674,27 @@ func (l *loader) smtp(s *SMTP) {
 	limit(l, "smtp.max_sessions", &s.MaxSessions, 200, 1)
 	limit(l, "smtp.max_sessions_per_ip", &s.MaxSessionsPerIP, 40, 1)
 	limit(l, "smtp.max_commands", &s.MaxCommands, 100, 1)
+	defDur(&s.MailTimeout, 20*time.Second)
+	limit(l, "smtp.max_idle_commands", &s.MaxIdleCommands, 10, 1)
+	s.Reserved = s.MaxSessions / 5
+	if s.ReservedSessions != nil {
+		s.Reserved = *s.ReservedSessions
+		if s.Reserved < 0 || s.Reserved >= s.MaxSessions {
+			l.errf("smtp.reserved_sessions", "must be between 0 and max_sessions - 1 (%d), not %d", s.MaxSessions-1, s.Reserved)
+			s.Reserved = s.MaxSessions / 5
+		}
+	}
+	limit(l, "smtp.max_inflight_bytes", &s.MaxInflightBytes, 256<<20, 1<<20)
+	if s.MaxInflightBytes < s.MaxMessageBytes && !l.bad["smtp.max_inflight_bytes"] {
+		l.errf("smtp.max_inflight_bytes", "%d is less than max_message_bytes (%d): a message of the allowed size could never be taken", s.MaxInflightBytes, s.MaxMessageBytes)
+	}
+	limit(l, "smtp.max_hops", &s.MaxHops, 50, 1)
 	limit(l, "smtp.max_auth_failures", &s.MaxAuthFailures, 5, 1)
 	defDur(&s.AuthFailurePause, 5*time.Minute)
-	limit(l, "smtp.max_line_length", &s.MaxLineLength, 4096, 1)
+	// RFC 5322 allows 998 bytes, but alert tools send single-line HTML of
+	// many kilobytes; like Postfix, take such lines and fold them (see
+	// smtpd). 64 KiB bounds what one unfinished command line can hold.
+	limit(l, "smtp.max_line_length", &s.MaxLineLength, 64<<10, 1)
 	limit(l, "smtp.max_headers", &s.MaxHeaders, 500, 1)
 	limit(l, "smtp.max_mime_parts", &s.MaxMIMEParts, 100, 1)
 	limit(l, "smtp.max_mime_depth", &s.MaxMIMEDepth, 10, 1)

@@ -72,6 +72,9 @@ type Verdict struct {
 	HeaderMsgID string            `json:"header_message_id,omitempty"`
 	Problems    []string          `json:"problems,omitempty"`
 	Attachments int               `json:"attachments,omitempty"`
+	// Notes say what the SMTP layer changed in the message (long header
+	// lines folded); the audit entry carries them.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Snapshot is one consistent configuration: config, rules and the router
@@ -111,7 +114,7 @@ func (s *Snapshot) Decide(id string, raw []byte, env message.Envelope) (*Verdict
 // DecideAlert is Decide for a decoded message; explain also returns the
 // rule trace.
 func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verdict, []rules.Trace) {
-	v := &Verdict{ID: id, Subject: a.Subject, From: a.From, HeaderMsgID: a.MessageID, Attachments: len(a.Attachments)}
+	v := &Verdict{ID: id, Subject: a.Subject, From: a.From, HeaderMsgID: a.MessageID, Attachments: len(a.Attachments), Notes: a.Notes}
 	for _, p := range a.Problems {
 		v.Problems = append(v.Problems, string(p.Kind)+": "+p.Detail)
 	}

@@ -276,6 +276,14 @@ func (g *Gateway) record(v *Verdict, env message.Envelope, decision, effect stri
 }
 
 func auditEntry(v *Verdict, from, rcpt, ip string, at time.Time, decision, effect string, inc *store.Incident, detail string) *store.AuditEntry {
+	if len(v.Notes) > 0 {
+		notes := strings.Join(v.Notes, "; ")
+		if detail == "" {
+			detail = notes
+		} else {
+			detail += "; " + notes
+		}
+	}
 	e := &store.AuditEntry{Time: at, Message: v.ID, MsgID: v.HeaderMsgID, From: v.From, Rcpt: rcpt, RemoteIP: ip,
 		Subject: v.Subject, Client: v.Client, Device: v.Device, Rule: v.Rule, Decision: decision, Effect: effect,
 		Key: v.Key, Detail: detail}

@@ -17,6 +17,9 @@ type Envelope struct {
 	RemoteIP netip.Addr // peer address; zero when not from the network (try)
 	Helo     string
 	Received time.Time // when the gateway accepted the message
+	// Notes say what the SMTP layer changed in the message (long header
+	// lines folded, ...), for the audit trail.
+	Notes []string
 }
 
 // Alert is a decoded message. Every string field is valid UTF-8 and free of

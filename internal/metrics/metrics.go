@@ -91,7 +91,7 @@ func New(counts func() (StateCounts, error)) *Metrics {
 		}),
 		SMTPRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "psagate_smtp_refused_total",
-			Help: "SMTP connections and commands refused, by reason (network, relay, size, recipients, auth, tls, busy, bare_lf, protocol).",
+			Help: "SMTP connections and commands refused, by reason (network, relay, size, recipients, auth, tls, busy, bare_lf, protocol, memory, loop).",
 		}, []string{"reason"}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "psagate_build_info",
@@ -126,7 +126,7 @@ func New(counts func() (StateCounts, error)) *Metrics {
 // must be listed here (tests check the callers' words against them).
 var (
 	MessageOutcomes = []string{"queued", "dropped", "rejected", "duplicate", "error"}
-	RefusalReasons  = []string{"network", "relay", "size", "recipients", "auth", "tls", "busy", "bare_lf", "protocol"}
+	RefusalReasons  = []string{"network", "relay", "size", "recipients", "auth", "tls", "busy", "bare_lf", "protocol", "memory", "loop"}
 	PSAOps          = []string{"create", "note", "attach", "close", "reopen"}
 	PSAResults      = []string{"success", "transient_error", "permanent_error", "auth_error"}
 	// DecisionEffects are the decision/effect pairs the incident engine

@@ -418,7 +418,7 @@ func TestSlowloris(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, _, addr := start(t, testConfig(t, timeoutConfig+"max_commands = 1000\n"), nil)
+			_, _, addr := start(t, testConfig(t, timeoutConfig+"max_commands = 1000\nmax_idle_commands = 1000\nmail_timeout = \"1h\"\n"), nil)
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				t.Fatal(err)
@@ -481,7 +481,7 @@ func TestHugeHeaderLine(t *testing.T) {
 	_, rec, addr := start(t, testConfig(t, "max_sessions_per_ip = 1\n"), nil)
 	tr := converse(t, addr, envelope+"Subject: "+strings.Repeat("h", 100<<10)+"\r\n\r\nbody\r\n.\r\nQUIT\r\n")
 	assertLines(t, tr.lines, lines(envelopeReplies,
-		"500 5.5.0 Line too long: this gateway takes lines of at most 4096 bytes (smtp.max_line_length); closing"))
+		"500 5.5.0 Line too long: this gateway takes lines of at most 65536 bytes (smtp.max_line_length); closing"))
 	assertMessages(t, rec, nil)
 	greetOK(t, addr)
 }

@@ -208,7 +208,7 @@ func bdatCases() []rawCase {
 		{
 			// go-smtp discards a refused chunk with the line limit still on:
 			// a chunk with a line over max_line_length ends the session.
-			name: "chunk far over the limit with one long line", extra: extra,
+			name: "chunk far over the limit with one long line", extra: extra + "max_line_length = 4096\n",
 			writes: []string{mailRcpt + bdat(strings.Repeat("z", 5000), true) + "NOOP\r\nQUIT\r\n"},
 			want:   lines(rGreet, rHelo, rMailA, rRcptX, "552 5.3.4 Max message size exceeded", rTooLong),
 		},

@@ -9,6 +9,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"crypto/tls"
@@ -61,6 +62,8 @@ type Server struct {
 	closed      atomic.Bool        // set under mu, with conns, so newConn cannot miss it; read without
 	conns       map[*conn]struct{} // open sessions, to wake idle ones at shutdown
 	now         func() time.Time
+
+	inflight atomic.Int64 // bytes of smtp.max_inflight_bytes in use (receive.go)
 }
 
 type authFail struct {
@@ -97,7 +100,7 @@ func New(cfg config.SMTP, h Handler, m *metrics.Metrics, log *slog.Logger) (*Ser
 	srv.Domain = cfg.Hostname
 	// go-smtp refuses a message of exactly MaxMessageBytes (it cannot tell
 	// that the next read would have been the end), so give it one byte more
-	// and enforce the configured limit here, in Mail and readLimited.
+	// and enforce the configured limit here, in Mail and receiver.read.
 	srv.MaxMessageBytes = cfg.MaxMessageBytes + 1
 	srv.MaxRecipients = cfg.MaxRecipients
 	srv.MaxLineLength = cfg.MaxLineLength
@@ -304,6 +307,12 @@ func (s *Server) admit(ip netip.Addr) (int, string, string) {
 	if s.perIP[ip] >= s.conf().MaxSessionsPerIP {
 		return 421, fmt.Sprintf("4.7.0 %s: too many connections from %s (%d); try again later", s.conf().Hostname, ip, s.conf().MaxSessionsPerIP), "busy"
 	}
+	// The last reserved_sessions slots go only to addresses that hold none,
+	// so a few busy (or hostile) addresses cannot take every slot and lock
+	// out an appliance that has one alert to send.
+	if s.perIP[ip] > 0 && s.total >= s.conf().MaxSessions-s.conf().Reserved {
+		return 421, fmt.Sprintf("4.7.0 %s: too many connections from %s; the remaining slots are kept for other senders; try again later", s.conf().Hostname, ip), "busy"
+	}
 	s.total++
 	s.perIP[ip]++
 	return 0, "", ""
@@ -387,10 +396,18 @@ type conn struct {
 	closeNext bool
 	readErr   error // a read timed out: every later read fails the same way
 	eof       bool  // the client has closed its side
+
+	dotData bool      // in DATA (not BDAT): Read reports a stall before blocking
+	stalled bool      // the stall before the next blocking read was reported
+	aborted bool      // the message was refused mid-transfer: reads fail, the session ends
+	mailBy  time.Time // MAIL FROM must come by then (smtp.mail_timeout)
+	idle    int       // commands since the last message that moved nothing forward
+	pending bool      // the command being read has not (yet) moved anything forward
 }
 
 func newConn(c net.Conn, s *Server, ip netip.Addr) *conn {
-	cn := &conn{Conn: c, s: s, ip: ip, deadline: time.Now().Add(s.conf().SessionTimeout.D())}
+	now := time.Now()
+	cn := &conn{Conn: c, s: s, ip: ip, deadline: now.Add(s.conf().SessionTimeout.D()), mailBy: now.Add(s.conf().MailTimeout.D())}
 	s.mu.Lock()
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})
@@ -455,6 +472,18 @@ func (c *conn) Close() error {
 // to a command it never finished. In message data, Data answers.
 func (c *conn) Read(b []byte) (int, error) {
 	c.mu.Lock()
+	if c.aborted {
+		c.mu.Unlock()
+		return 0, errAborted
+	}
+	if c.dotData && !c.stalled {
+		// See receive.go: the dot reader returns what it has, and the
+		// receiver looks at it, before this session blocks for more.
+		c.stalled = true
+		c.mu.Unlock()
+		return 0, errStall
+	}
+	c.stalled = false
 	sticky := c.readErr
 	c.mu.Unlock()
 	if sticky != nil {
@@ -477,6 +506,9 @@ func (c *conn) Read(b []byte) (int, error) {
 			c.abort(sc, "421 4.3.2 %s: service shutting down; please send again later", c.s.conf().Hostname)
 		} else if !inData {
 			what := fmt.Sprintf("no complete command within smtp.read_timeout (%s)", c.s.conf().ReadTimeout.D())
+			if c.waitingForMail() && !time.Now().Before(c.mailByTime()) {
+				what = fmt.Sprintf("no MAIL FROM within smtp.mail_timeout (%s)", c.s.conf().MailTimeout.D())
+			}
 			if !time.Now().Before(c.deadline) {
 				what = fmt.Sprintf("session longer than smtp.session_timeout (%s)", c.s.conf().SessionTimeout.D())
 			}
@@ -485,6 +517,37 @@ func (c *conn) Read(b []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// waitingForMail reports whether the session is between transactions,
+// where smtp.mail_timeout applies.
+func (c *conn) waitingForMail() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.mailSeen && !c.inData
+}
+
+func (c *conn) mailByTime() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mailBy
+}
+
+// progress records that the current command moved the session forward
+// (a session, a login, a sender, a recipient, a message): it does not
+// count against smtp.max_idle_commands.
+func (c *conn) progress() {
+	c.mu.Lock()
+	c.pending = false
+	c.mu.Unlock()
+}
+
+// abortData makes every later read fail: the message was refused before
+// its end, which go-smtp would otherwise wait for.
+func (c *conn) abortData() {
+	c.mu.Lock()
+	c.aborted = true
+	c.mu.Unlock()
 }
 
 func (c *conn) isInData() bool {
@@ -521,25 +584,50 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 		c.mu.Unlock()
 		return net.ErrClosed
 	}
+	if !c.inData {
+		// NOOP, RSET, VRFY, a refused RCPT...: a few are normal, a stream
+		// of them only holds a session slot.
+		if c.pending {
+			c.idle++
+		}
+		c.pending = true
+		if c.idle > c.s.conf().MaxIdleCommands {
+			return c.kill("too many commands that send nothing", "421 4.7.0 %s: too many commands that send nothing (NOOP, RSET, ...; smtp.max_idle_commands %d); closing",
+				c.s.conf().Hostname, c.s.conf().MaxIdleCommands)
+		}
+	}
 	if !c.inData && !c.mailSeen {
 		c.commands++
 		if c.commands > c.s.conf().MaxCommands {
-			c.killed = true
-			sc := c.smtp
-			c.mu.Unlock()
-			c.s.refuse("protocol")
-			c.s.log.Info("too many commands before MAIL; closing", "remote", c.ip.String())
-			c.abort(sc, "421 4.7.0 %s: too many commands without sending mail; closing", c.s.conf().Hostname)
-			return net.ErrClosed
+			return c.kill("too many commands before MAIL", "421 4.7.0 %s: too many commands without sending mail; closing", c.s.conf().Hostname)
 		}
 	}
 	c.mu.Unlock()
 	return c.setDeadline(t)
 }
 
+// kill ends the session over a command limit: it is called with c.mu
+// held, and releases it.
+func (c *conn) kill(why, format string, args ...any) error {
+	c.killed = true
+	sc := c.smtp
+	c.mu.Unlock()
+	c.s.refuse("protocol")
+	c.s.log.Info(why+"; closing", "remote", c.ip.String())
+	c.abort(sc, format, args...)
+	return net.ErrClosed
+}
+
 func (c *conn) setDeadline(t time.Time) error {
 	if t.IsZero() || t.After(c.deadline) {
 		t = c.deadline
+	}
+	if c.waitingForMail() {
+		// Between transactions the session has until mailBy to send MAIL
+		// FROM, however many NOOPs it sends meanwhile.
+		if by := c.mailByTime(); t.After(by) {
+			t = by
+		}
 	}
 	if c.s.closing() && !c.isInData() {
 		// Shutting down: the wait for the next command ends at once.
@@ -567,17 +655,29 @@ func (c *conn) abort(sc *gosmtp.Conn, format string, args ...any) {
 
 func (c *conn) setMail(seen bool) {
 	c.mu.Lock()
+	if c.mailSeen && !seen {
+		// A transaction ended without a message (RSET): a fresh
+		// mail_timeout, which RSETs cannot stretch for ever since each
+		// counts against max_idle_commands.
+		if by := time.Now().Add(c.s.conf().MailTimeout.D()); by.After(c.mailBy) {
+			c.mailBy = by
+		}
+	}
 	c.mailSeen = seen
 	c.mu.Unlock()
 }
 
-// setData marks message transfer. A message handed over restarts the
-// command count; RSET or EHLO do not, or they would lift the limit.
-func (c *conn) setData(on bool) {
+// setData marks message transfer; dot is DATA (as opposed to BDAT). A
+// message handed over restarts the command counts and mail_timeout; RSET or
+// EHLO do not restart the counts, or they would lift the limits.
+func (c *conn) setData(on, dot bool) {
 	c.mu.Lock()
 	c.inData = on
+	c.dotData, c.stalled = on && dot, false
 	if on {
-		c.commands = 0
+		c.commands, c.idle, c.pending = 0, 0, false
+	} else {
+		c.mailBy = time.Now().Add(c.s.conf().MailTimeout.D())
 	}
 	c.mu.Unlock()
 }
@@ -595,6 +695,7 @@ func (b *backend) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) {
 		cn.mu.Lock()
 		cn.smtp = c
 		cn.mu.Unlock()
+		cn.progress()
 	}
 	ip := addrOf(c.Conn().RemoteAddr())
 	_, isTLS := c.TLSConnectionState()
@@ -612,6 +713,7 @@ type session struct {
 	authed string
 	inMail bool // a MAIL FROM was accepted and no RSET/EHLO/DATA ended it
 	from   string
+	size   int64 // SIZE= of MAIL FROM, 0 if none
 	rcpts  []string
 }
 
@@ -644,11 +746,27 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		ss.s.refuse("auth")
 		return smtpErr(530, [3]int{5, 7, 0}, "Authentication required: log in with AUTH before MAIL FROM")
 	}
+	ss.size = 0
+	if opts != nil && opts.Size > 0 {
+		// RFC 1870 6.1: a size that does not fit now is a 452 at MAIL.
+		if used := ss.s.InflightBytes(); used+opts.Size > ss.s.conf().MaxInflightBytes {
+			ss.s.refuse("memory")
+			return errBusy(ss.s.conf().MaxInflightBytes)
+		}
+		ss.size = opts.Size
+	}
 	ss.from, ss.inMail = from, true
 	if ss.conn != nil {
 		ss.conn.setMail(true)
+		ss.conn.progress()
 	}
 	return nil
+}
+
+// errBusy is the answer when smtp.max_inflight_bytes is in use: a
+// temporary refusal, so the sender keeps the message and tries again.
+func errBusy(limit int64) *gosmtp.SMTPError {
+	return smtpErr(452, [3]int{4, 3, 1}, fmt.Sprintf("Insufficient system storage: too many messages in transfer (smtp.max_inflight_bytes %d); try again later", limit))
 }
 
 func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
@@ -661,6 +779,9 @@ func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	for _, d := range ss.s.conf().AcceptDomains {
 		if dom == d {
 			ss.rcpts = append(ss.rcpts, strings.ToLower(to))
+			if ss.conn != nil {
+				ss.conn.progress()
+			}
 			return nil
 		}
 	}
@@ -669,18 +790,40 @@ func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
+	// go-smtp hands BDAT chunks over through a pipe, DATA through its dot
+	// reader; only the second has an end-of-data line to get wrong.
+	_, bdat := r.(*io.PipeReader)
+	dot := !bdat && ss.conn != nil
 	if ss.conn != nil {
-		ss.conn.setData(true)
-		defer ss.conn.setData(false)
+		ss.conn.setData(true, dot)
+		defer ss.conn.setData(false, false)
 		// The whole message must arrive within data_timeout; go-smtp only
 		// sets a deadline per command line.
 		_ = ss.conn.setDeadline(time.Now().Add(ss.s.conf().DataTimeout.D()))
 	}
-	raw, err := readLimited(r, ss.s.conf().MaxMessageBytes)
+	cfg := ss.s.conf()
+	rc := &receiver{s: ss.s, limit: cfg.MaxMessageBytes, hint: ss.size, watch: dot}
+	defer rc.release()
+	raw, err := rc.read(r)
 	if err != nil {
 		if errors.Is(err, gosmtp.ErrDataTooLarge) {
 			ss.s.refuse("size")
-			return smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", ss.s.conf().MaxMessageBytes))
+			return smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", cfg.MaxMessageBytes))
+		}
+		if errors.Is(err, errOverBudget) {
+			// go-smtp discards the rest as it arrives; nothing more is held.
+			ss.s.refuse("memory")
+			ss.s.log.Info("message refused for now: smtp.max_inflight_bytes in use", "remote", ss.ip.String())
+			return errBusy(cfg.MaxInflightBytes)
+		}
+		if errors.Is(err, errBareCREnd) {
+			// The sender has ended its data (as RFC 5321 reads the stream)
+			// and waits; go-smtp has not. Stop reading, answer, close.
+			ss.conn.abortData()
+			ss.conn.closeAfterWrite()
+			ss.s.refuse("bare_lf")
+			ss.s.log.Info("message refused", "remote", ss.ip.String(), "reason", "end of data after a bare CR")
+			return smtpErr(550, [3]int{5, 5, 2}, "Message refused: a bare CR before <CR><LF>.<CR><LF> (an SMTP smuggling pattern); closing")
 		}
 		// After a timeout or an over-long line the rest of the stream cannot
 		// be trusted to be commands: answer, then close.
@@ -689,7 +832,7 @@ func (ss *session) Data(r io.Reader) error {
 			if ss.conn != nil {
 				ss.conn.closeAfterWrite()
 			}
-			return smtpErr(421, [3]int{4, 4, 2}, fmt.Sprintf("Timed out while receiving the message (smtp.data_timeout %s); closing, please retry", ss.s.conf().DataTimeout.D()))
+			return smtpErr(421, [3]int{4, 4, 2}, fmt.Sprintf("Timed out while receiving the message (smtp.data_timeout %s); closing, please retry", cfg.DataTimeout.D()))
 		}
 		if errors.Is(err, gosmtp.ErrTooLongLine) {
 			if ss.conn != nil {
@@ -697,7 +840,7 @@ func (ss *session) Data(r io.Reader) error {
 			}
 			ss.s.refuse("protocol")
 			// 5xx: retrying the same message cannot succeed.
-			return smtpErr(500, [3]int{5, 5, 0}, fmt.Sprintf("Line too long: this gateway takes lines of at most %d bytes (smtp.max_line_length); closing", ss.s.conf().MaxLineLength))
+			return smtpErr(500, [3]int{5, 5, 0}, fmt.Sprintf("Line too long: this gateway takes lines of at most %d bytes (smtp.max_line_length); closing", cfg.MaxLineLength))
 		}
 		return smtpErr(451, [3]int{4, 3, 0}, "Error while receiving the message; please retry")
 	}
@@ -707,56 +850,37 @@ func (ss *session) Data(r io.Reader) error {
 		// that way: its end marker is read before any read could see EOF.
 		return smtpErr(451, [3]int{4, 3, 0}, "Connection closed before the whole message arrived")
 	}
-	raw, verr := checkLineEndings(raw, ss.s.conf().BareLF)
+	if dot && bytes.HasSuffix(raw, bareCREnd[:3]) {
+		// go-smtp did end here (an odd number of CRs keeps it in step), but
+		// it is the same shape: <CR><CR><LF>.<CR><LF>.
+		ss.s.refuse("bare_lf")
+		return smtpErr(550, [3]int{5, 5, 2}, "Message refused: a bare CR before <CR><LF>.<CR><LF> (an SMTP smuggling pattern)")
+	}
+	raw, verr := checkLineEndings(raw, cfg.BareLF)
 	if verr != nil {
 		ss.s.refuse("bare_lf")
 		ss.s.log.Info("message refused", "remote", ss.ip.String(), "reason", verr.Message)
 		return verr
 	}
+	if hops := countReceived(raw); hops > cfg.MaxHops {
+		ss.s.refuse("loop")
+		ss.s.log.Info("message refused", "remote", ss.ip.String(), "reason", "mail loop", "received_headers", hops)
+		return smtpErr(554, [3]int{5, 4, 6}, fmt.Sprintf("Too many hops: %d Received: headers, more than %d (smtp.max_hops); the message is looping", hops, cfg.MaxHops))
+	}
 	env := message.Envelope{MailFrom: ss.from, RcptTo: append([]string(nil), ss.rcpts...), RemoteIP: ss.ip, Helo: ss.helo}
+	raw, env.Notes = foldLongLines(raw)
+	// Storing copies the message once more (bbolt writes it through a
+	// buffer of its own): charge that too, or come back later.
+	if !rc.charge(int64(len(raw))) {
+		ss.s.refuse("memory")
+		return errBusy(cfg.MaxInflightBytes)
+	}
 	rep := ss.s.handler(context.Background(), raw, env)
 	return smtpErr(rep.Code, rep.Enhanced, rep.Text)
 }
 
-// readLimited reads the message into a buffer that never grows past
-// limit: go-smtp's reader fails with ErrDataTooLarge beyond it, and the
-// rest of an oversized message is discarded by the library as it arrives.
-func readLimited(r io.Reader, limit int64) ([]byte, error) {
-	buf := make([]byte, 0, min(int64(32<<10), limit))
-	for {
-		if len(buf) == cap(buf) {
-			if int64(cap(buf)) >= limit {
-				// Full: one more byte means too big, EOF means exactly at the limit.
-				var one [1]byte
-				n, err := r.Read(one[:])
-				if n > 0 {
-					return nil, gosmtp.ErrDataTooLarge
-				}
-				if errors.Is(err, io.EOF) {
-					return buf, nil
-				}
-				if err != nil {
-					return nil, err
-				}
-				continue
-			}
-			nb := make([]byte, len(buf), min(int64(cap(buf))*2, limit))
-			copy(nb, buf)
-			buf = nb
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if errors.Is(err, io.EOF) {
-			return buf, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-}
-
 func (ss *session) Reset() {
-	ss.from, ss.rcpts, ss.inMail = "", nil, false
+	ss.from, ss.rcpts, ss.inMail, ss.size = "", nil, false, 0
 	if ss.conn != nil {
 		ss.conn.setMail(false)
 	}
@@ -799,6 +923,9 @@ func (ss *session) Auth(mech string) (sasl.Server, error) {
 				subtle.ConstantTimeCompare([]byte(u.Password.Value()), []byte(pass)) == 1 {
 				ss.authed = u.Name
 				ss.s.authOK(ss.ip)
+				if ss.conn != nil {
+					ss.conn.progress()
+				}
 				return nil
 			}
 		}
