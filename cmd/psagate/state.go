@@ -296,8 +296,13 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		if e.Effect != "" {
 			dec += " (" + e.Effect + ")"
 		}
+		detail := e.Detail
+		if e.Auth != "" && !strings.Contains(detail, e.Auth) {
+			// The Authentication-Results view ([auth]) of the message.
+			detail = strings.TrimSpace(detail + " Authentication-Results: " + e.Auth)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Message, dec, e.Rule,
-			e.Client, e.From, e.Subject, e.Detail)
+			e.Client, e.From, e.Subject, detail)
 	}
 	return tw.Flush()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,6 +40,7 @@ type tryLine struct {
 	Detail   string   `json:"detail,omitempty"`
 	Problems []string `json:"problems,omitempty"`
 	Reject   string   `json:"reject_text,omitempty"`
+	Auth     string   `json:"auth,omitempty"`
 }
 
 func cmdTry(args []string, stdout, stderr io.Writer) error {
@@ -48,6 +50,8 @@ func cmdTry(args []string, stdout, stderr io.Writer) error {
 	statePath := fs.String("state", "", "start from a copy of this state database (default: empty state)")
 	from := fs.String("from", "", "envelope sender (default: the From header)")
 	rcpt := fs.String("rcpt", "", "envelope recipient (default: the To header)")
+	ip := fs.String("ip", "", "SMTP client address, for the SPF check of [auth] (default: none, SPF is not checked)")
+	helo := fs.String("helo", "", "HELO name, for the SPF check of a bounce")
 	if err := parseFlags(fs, cfgPath, args); err != nil {
 		return err
 	}
@@ -63,11 +67,18 @@ func cmdTry(args []string, stdout, stderr io.Writer) error {
 	if *statePath != "" {
 		seed = func(dst string) error { return copyState(snap.Config, *statePath, dst) }
 	}
+	var remote netip.Addr
+	if *ip != "" {
+		if remote, err = netip.ParseAddr(*ip); err != nil {
+			return fmt.Errorf("-ip %q: %w", *ip, err)
+		}
+	}
 	tr, err := gateway.NewTrial(snap, seed)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
+	tr.Auth = app.NewAuthChecker(snap.Config, time.Now)
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
 	failed := 0
@@ -79,6 +90,7 @@ func cmdTry(args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		env := envelopeFor(raw, snap, *from, *rcpt)
+		env.RemoteIP, env.Helo = remote, *helo
 		res, err := tr.Run(gateway.NewID(time.Now()), raw, env, *explain)
 		if err != nil {
 			return fmt.Errorf("%s: %w", file, err)
@@ -127,7 +139,7 @@ func toTryLine(file string, r *gateway.TrialResult) tryLine {
 	v := r.Verdict
 	l := tryLine{File: file, ID: r.ID, At: r.At.UTC().Format(time.RFC3339), Decision: r.Decision, Effect: r.Effect,
 		Rule: v.Rule, Audit: v.Audit, Client: v.Client, Device: v.Device, Key: v.Key, Summary: v.Summary,
-		Problems: v.Problems}
+		Problems: v.Problems, Auth: v.Auth}
 	if r.Decision == gateway.Reject {
 		l.Reject = v.RejectText
 	}
@@ -176,6 +188,9 @@ func printTry(w io.Writer, l tryLine, r *gateway.TrialResult, snap *gateway.Snap
 		fmt.Fprintf(w, "  audit:    rule %q (mode = \"audit\") would have matched\n", a)
 	}
 	fmt.Fprintf(w, "  client:   %s\n", l.Client)
+	if l.Auth != "" {
+		fmt.Fprintf(w, "  auth:     Authentication-Results: %s\n", l.Auth)
+	}
 	if l.Device != "" {
 		fmt.Fprintf(w, "  device:   %s\n", l.Device)
 	}

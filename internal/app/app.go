@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"psagate/internal/auth"
 	"psagate/internal/config"
 	"psagate/internal/deliver"
 	"psagate/internal/gateway"
@@ -39,6 +40,8 @@ type Options struct {
 	Now        func() time.Time
 	// ProviderFactory replaces the default providers (tests).
 	Providers map[string]psa.Provider
+	// Auth authenticates senders ([auth]); its caches live across reloads.
+	Auth *auth.Checker
 	// OnReload runs after a successful reload with the new config, for
 	// what the caller owns (the logger's level and secret scrubber).
 	OnReload func(*config.Config)
@@ -54,9 +57,11 @@ type App struct {
 	cfg  *config.Config
 	snap *gateway.Snapshot
 
-	DB        *store.DB
-	Metrics   *metrics.Metrics
-	Gateway   *gateway.Gateway
+	DB      *store.DB
+	Metrics *metrics.Metrics
+	Gateway *gateway.Gateway
+	// Auth authenticates senders ([auth]); its caches live across reloads.
+	Auth      *auth.Checker
 	Deliverer *deliver.Deliverer
 	Providers map[string]psa.Provider
 
@@ -141,7 +146,9 @@ func Start(ctx context.Context, cfgPath string, o Options) (*App, error) {
 		Now:     o.Now,
 		Secrets: func() []string { return a.Snapshot().Config.Secrets() },
 	})
-	a.Gateway = gateway.New(snap, gateway.Options{DB: db, Metrics: a.Metrics, Logger: o.Logger, Now: o.Now, OnJobs: a.Deliverer.Wake})
+	a.Auth = NewAuthChecker(cfg, o.Now)
+	a.Metrics.Registry.MustRegister(a.Auth.Collectors()...)
+	a.Gateway = gateway.New(snap, gateway.Options{DB: db, Metrics: a.Metrics, Logger: o.Logger, Now: o.Now, OnJobs: a.Deliverer.Wake, Auth: a.Auth})
 
 	a.smtp, err = smtpd.New(cfg.SMTP, a.handle, a.Metrics, o.Logger.With("component", "smtp"))
 	if err != nil {
@@ -200,6 +207,12 @@ func (a *App) handle(ctx context.Context, raw []byte, env message.Envelope) smtp
 	return smtpd.Reply{Code: r.Code, Enhanced: r.Enhanced, Text: r.Text}
 }
 
+// NewAuthChecker is the sender authentication of cfg's [auth] section.
+func NewAuthChecker(cfg *config.Config, now func() time.Time) *auth.Checker {
+	return auth.New(auth.Options{DNS: cfg.Auth.DNS, Timeout: cfg.Auth.Timeout.D(), CacheTTL: cfg.Auth.CacheTTL.D(),
+		AuthServID: cfg.SMTP.Hostname, Now: now})
+}
+
 // Snapshot is the active configuration.
 func (a *App) Snapshot() *gateway.Snapshot { return a.Gateway.Snapshot() }
 
@@ -240,6 +253,9 @@ func (a *App) Reload() error {
 		{"state.path", old.State.Path != snap.Config.State.Path},
 		{"rules.dir", old.Rules.Dir != snap.Config.Rules.Dir},
 		{"log.format", old.Log.Format != snap.Config.Log.Format},
+		{"auth.dns", old.Auth.DNS != snap.Config.Auth.DNS},
+		{"auth.timeout", old.Auth.Timeout != snap.Config.Auth.Timeout},
+		{"auth.cache_ttl", old.Auth.CacheTTL != snap.Config.Auth.CacheTTL},
 	} {
 		if f.changed {
 			restart = append(restart, f.key)

@@ -39,6 +39,7 @@ type Config struct {
 	Rules   Rules   `toml:"rules"`
 	Deliver Deliver `toml:"deliver"`
 	Log     Log     `toml:"log"`
+	Auth    Auth    `toml:"auth"`
 
 	// PSA holds the organisation-wide settings, flattened, secrets resolved.
 	PSA     psa.Settings `toml:"-"`
@@ -174,9 +175,13 @@ type Client struct {
 	Recipients []string
 	Senders    []string
 	Devices    []string // globs on the device name a rule extracted
-	PSA        psa.Settings
-	Device     []*Device
-	Line       int
+	// RequireAuth lists vendor domains whose mail to this client must pass
+	// sender authentication (aligned DKIM or SPF); a mail claiming one of
+	// them without it is quarantined.
+	RequireAuth []string
+	PSA         psa.Settings
+	Device      []*Device
+	Line        int
 }
 
 // Device is a [[client.device]]: vault or appliance level overrides.
@@ -476,6 +481,7 @@ type rawConfig struct {
 	Rules   Rules          `toml:"rules"`
 	Deliver rawDeliver     `toml:"deliver"`
 	Log     Log            `toml:"log"`
+	Auth    Auth           `toml:"auth"`
 	PSA     map[string]any `toml:"psa"`
 	Client  []rawClient    `toml:"client"`
 }
@@ -493,13 +499,14 @@ type rawDeliver struct {
 }
 
 type rawClient struct {
-	Name       string         `toml:"name"`
-	Enabled    *bool          `toml:"enabled"`
-	Recipients []string       `toml:"recipients"`
-	Senders    []string       `toml:"senders"`
-	Devices    []string       `toml:"devices"`
-	PSA        map[string]any `toml:"psa"`
-	Device     []rawDevice    `toml:"device"`
+	Name        string         `toml:"name"`
+	Enabled     *bool          `toml:"enabled"`
+	Recipients  []string       `toml:"recipients"`
+	Senders     []string       `toml:"senders"`
+	Devices     []string       `toml:"devices"`
+	RequireAuth []string       `toml:"require_auth"`
+	PSA         map[string]any `toml:"psa"`
+	Device      []rawDevice    `toml:"device"`
 }
 
 type rawDevice struct {
@@ -542,7 +549,7 @@ func (l *loader) underFreeForm(k string) bool {
 	return k == "psa" || strings.HasPrefix(k, "psa.") || strings.HasPrefix(k, "client.psa") || strings.HasPrefix(k, "client.device.psa")
 }
 
-var knownTop = []string{"smtp", "state", "http", "rules", "deliver", "log", "psa", "client"}
+var knownTop = []string{"smtp", "state", "http", "rules", "deliver", "log", "auth", "psa", "client"}
 
 func (l *loader) suggest(key string) string {
 	last := key[strings.LastIndex(key, ".")+1:]
@@ -556,7 +563,7 @@ func (l *loader) suggest(key string) string {
 }
 
 func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
-	cfg := &Config{File: l.file, SMTP: raw.SMTP, State: raw.State, HTTP: raw.HTTP, Rules: raw.Rules, Log: raw.Log, lines: l.lines}
+	cfg := &Config{File: l.file, SMTP: raw.SMTP, State: raw.State, HTTP: raw.HTTP, Rules: raw.Rules, Log: raw.Log, Auth: raw.Auth, lines: l.lines}
 	// Only an absent key gets the default: listen = "" is how an admin turns
 	// the HTTP server off.
 	if !md.IsDefined("http", "listen") {
@@ -567,6 +574,7 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 	l.rules(&cfg.Rules)
 	cfg.Deliver = l.deliver(raw.Deliver)
 	l.log(&cfg.Log)
+	l.auth(&cfg.Auth)
 
 	org := l.psa("psa", raw.PSA, true)
 	if org["provider"] == "" {
@@ -611,6 +619,7 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 			}
 			c.Devices = append(c.Devices, d)
 		}
+		c.RequireAuth = l.domainList(base+".require_auth", rc.RequireAuth)
 		c.PSA = l.psa(base+".psa", rc.PSA, false)
 		devNames := map[string]bool{}
 		for j, rd := range rc.Device {

@@ -41,6 +41,8 @@ var limitCases = []struct {
 	{"smtp", "session_timeout", `"-1h"`, `duration "-1h" is negative`},
 	{"state", "audit_max", "-1", "must be at least 1, not -1 (leave it out for the default, 10000)"},
 	{"state", "seen_ttl", `"-24h"`, `duration "-24h" is negative`},
+	{"auth", "timeout", `"-1s"`, `duration "-1s" is negative`},
+	{"auth", "cache_ttl", `"-5m"`, `duration "-5m" is negative`},
 	{"rules", "watch_interval", `"-2s"`, `duration "-2s" is negative`},
 	{"deliver", "max_age", `"-1h"`, `duration "-1h" is negative`},
 	{"deliver", "backoff_min", `"-2s"`, `duration "-2s" is negative`},

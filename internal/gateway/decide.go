@@ -10,6 +10,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"psagate/internal/auth"
 	"psagate/internal/config"
 	"psagate/internal/incident"
 	"psagate/internal/message"
@@ -75,6 +77,9 @@ type Verdict struct {
 	// Notes say what the SMTP layer changed in the message (long header
 	// lines folded); the audit entry carries them.
 	Notes []string `json:"notes,omitempty"`
+	// Auth is the Authentication-Results view of the message ("" when
+	// [auth] is off).
+	Auth string `json:"auth,omitempty"`
 }
 
 // Snapshot is one consistent configuration: config, rules and the router
@@ -83,11 +88,14 @@ type Snapshot struct {
 	Config *config.Config
 	Rules  *rules.Set
 	Router *route.Router
+	// NeedsAuth: sender authentication runs on every message ([auth]
+	// enabled, or a require_auth, or a rule testing its result).
+	NeedsAuth bool
 }
 
 // NewSnapshot builds a snapshot.
 func NewSnapshot(cfg *config.Config, rs *rules.Set) *Snapshot {
-	return &Snapshot{Config: cfg, Rules: rs, Router: route.New(cfg)}
+	return &Snapshot{Config: cfg, Rules: rs, Router: route.New(cfg), NeedsAuth: cfg.AuthNeeded() || rs.UsesAuth()}
 }
 
 // Limits returns the MIME decoding limits of the config.
@@ -104,11 +112,60 @@ func NewID(now time.Time) string {
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
-// Decide decodes raw and decides what to do with it. It has no side effects.
+// Decide decodes raw and decides what to do with it. It has no side
+// effects and authenticates no sender (see DecideAuth).
 func (s *Snapshot) Decide(id string, raw []byte, env message.Envelope) (*Verdict, *message.Alert, []rules.Trace) {
+	return s.DecideAuth(context.Background(), nil, id, raw, env)
+}
+
+// DecideAuth is Decide that first authenticates the sender with ac when
+// the snapshot needs it (DNS questions, cached); ac may be nil.
+func (s *Snapshot) DecideAuth(ctx context.Context, ac *auth.Checker, id string, raw []byte, env message.Envelope) (*Verdict, *message.Alert, []rules.Trace) {
 	a := message.Decode(raw, env, s.Limits())
+	s.Authenticate(ctx, ac, a, raw)
 	v, tr := s.DecideAlert(id, a, false)
 	return v, a, tr
+}
+
+// Authenticate sets a.Auth when the snapshot needs sender authentication.
+func (s *Snapshot) Authenticate(ctx context.Context, ac *auth.Checker, a *message.Alert, raw []byte) {
+	if ac == nil || !s.NeedsAuth {
+		return
+	}
+	a.Auth = ac.Check(ctx, auth.Input{Raw: raw, IP: a.RemoteIP, Helo: a.Helo, MailFrom: a.MailFrom, From: a.From})
+}
+
+// BuiltinAuth names the decision of a require_auth list.
+const BuiltinAuth = "(sender authentication)"
+
+// requireAuth quarantines a mail that claims a vendor domain listed in
+// require_auth (of its client or of the deciding rules) without passing
+// authentication. Drops and rejects stand: they act on nothing.
+func (s *Snapshot) requireAuth(v *Verdict, a *message.Alert, d rules.Decision) {
+	if v.Action == Drop || v.Action == Reject || v.Action == Quarantine {
+		return
+	}
+	var lists [][]string
+	if c := s.Config.Client(v.Client); c != nil {
+		lists = append(lists, c.RequireAuth)
+	}
+	for _, r := range d.Matched {
+		lists = append(lists, r.RequireAuth)
+	}
+	for _, l := range lists {
+		for _, dom := range l {
+			if !a.ClaimsDomain(dom) || (a.Auth != nil && a.Auth.Authenticated) {
+				continue
+			}
+			why := "sender authentication did not run"
+			if a.Auth != nil {
+				why = a.Auth.Header
+			}
+			v.Problems = append(v.Problems, fmt.Sprintf("auth: claims %s without an aligned DKIM or SPF pass (would have been %s by rule %q): %s", dom, v.Action, v.Rule, why))
+			v.Action, v.Rule, v.RuleFile = Quarantine, BuiltinAuth, ""
+			return
+		}
+	}
 }
 
 // DecideAlert is Decide for a decoded message; explain also returns the
@@ -211,6 +268,10 @@ func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verd
 	if v.Action == Reject && v.RejectText == "" {
 		v.RejectText = "Rejected by rule " + v.Rule
 	}
+	if a.Auth != nil {
+		v.Auth = a.Auth.Header
+	}
+	s.requireAuth(v, a, d)
 	v.Repeat, v.Delay, v.Reopen, v.Expect, v.Attach = th.Repeat, th.Delay, th.Reopen, th.Expect, th.Attach
 	if v.Repeat == "" {
 		v.Repeat = incident.RepeatNote

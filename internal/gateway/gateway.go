@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"psagate/internal/auth"
 	"psagate/internal/incident"
 	"psagate/internal/message"
 	"psagate/internal/metrics"
@@ -39,6 +40,7 @@ type Gateway struct {
 	spoolWake chan struct{}
 	timerWake chan struct{}
 	onJobs    func() // wakes the delivery workers
+	auth      *auth.Checker
 
 	audit     chan *store.AuditEntry
 	auditDone chan struct{}
@@ -56,6 +58,8 @@ type Options struct {
 	Logger  *slog.Logger
 	Now     func() time.Time
 	OnJobs  func()
+	// Auth authenticates senders when the snapshot needs it; nil: never.
+	Auth *auth.Checker
 }
 
 // New returns a Gateway running snapshot s. Call Run to start its workers.
@@ -70,7 +74,7 @@ func New(s *Snapshot, o Options) *Gateway {
 		o.OnJobs = func() {}
 	}
 	g := &Gateway{
-		db: o.DB, metrics: o.Metrics, log: o.Logger, now: o.Now, onJobs: o.OnJobs,
+		db: o.DB, metrics: o.Metrics, log: o.Logger, now: o.Now, onJobs: o.OnJobs, auth: o.Auth,
 		spoolWake: make(chan struct{}, 1),
 		timerWake: make(chan struct{}, 1),
 		audit:     make(chan *store.AuditEntry, 4096),
@@ -191,7 +195,7 @@ func (g *Gateway) Accept(ctx context.Context, raw []byte, env message.Envelope) 
 	env.Received = now
 	id := NewID(now)
 	s := g.Snapshot()
-	v, a, _ := s.Decide(id, raw, env)
+	v, a, _ := s.DecideAuth(ctx, g.auth, id, raw, env)
 	log := g.log.With("id", id, "from", a.From, "rcpt", firstOf(env.RcptTo), "subject", a.Subject, "client", v.Client, "rule", v.Rule)
 	if g.metrics != nil {
 		g.metrics.LastMessageReceived.Set(float64(now.Unix()))
@@ -286,7 +290,7 @@ func auditEntry(v *Verdict, from, rcpt, ip string, at time.Time, decision, effec
 	}
 	e := &store.AuditEntry{Time: at, Message: v.ID, MsgID: v.HeaderMsgID, From: v.From, Rcpt: rcpt, RemoteIP: ip,
 		Subject: v.Subject, Client: v.Client, Device: v.Device, Rule: v.Rule, Decision: decision, Effect: effect,
-		Key: v.Key, Detail: detail}
+		Key: v.Key, Detail: detail, Auth: v.Auth}
 	if e.From == "" {
 		e.From = from
 	}
@@ -518,8 +522,11 @@ func Process(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.SpoolEntr
 	switch v.Action {
 	case Quarantine:
 		reason := "rule " + v.Rule
-		if v.Rule == BuiltinInjection {
+		switch v.Rule {
+		case BuiltinInjection:
 			reason = "header injection: " + joinProblems(v.Problems)
+		case BuiltinAuth:
+			reason = "sender authentication: " + joinProblems(v.Problems)
 		}
 		if err := tx.Quarantine(e, reason); err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"psagate/internal/auth"
 	"psagate/internal/incident"
 	"psagate/internal/message"
 	"psagate/internal/rules"
@@ -28,6 +30,9 @@ type Trial struct {
 	dir  string
 	last time.Time
 	now  func() time.Time
+	// Auth, when set, authenticates senders as the gateway would (DNS
+	// questions, through [auth] dns).
+	Auth *auth.Checker
 }
 
 // TrialResult is what happened to one message.
@@ -86,6 +91,7 @@ func (t *Trial) Run(id string, raw []byte, env message.Envelope, explain bool) (
 	}
 	t.last = at
 	a.Received = at
+	t.snap.Authenticate(context.Background(), t.Auth, a, raw)
 	v, tr := t.snap.DecideAlert(id, a, explain)
 	res := &TrialResult{ID: id, At: at, Verdict: v, Alert: a, Trace: tr}
 	err := t.DB.Update(func(tx *store.Tx) error {

@@ -7,6 +7,7 @@ package message
 
 import (
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -20,6 +21,9 @@ type Envelope struct {
 	// Notes say what the SMTP layer changed in the message (long header
 	// lines folded, ...), for the audit trail.
 	Notes []string
+	// Auth is the sender authentication result, set by the gateway before
+	// the rules run; nil when [auth] is off.
+	Auth *AuthResults
 }
 
 // Alert is a decoded message. Every string field is valid UTF-8 and free of
@@ -117,4 +121,42 @@ func (l Limits) withDefaults() Limits {
 		l.MaxAttachments = DefaultLimits.MaxAttachments
 	}
 	return l
+}
+
+// AuthResults is what sender authentication (package auth) found for a
+// message, in the form rules, audit and try need; nil when authentication
+// did not run.
+type AuthResults struct {
+	// Header is the result in Authentication-Results syntax (RFC 8601),
+	// e.g. "psagate; spf=pass smtp.mailfrom=datto.com; dkim=pass
+	// header.d=datto.com; dmarc=pass header.from=datto.com".
+	Header string
+	// Authenticated: DMARC-aligned pass, by DKIM or SPF, for FromDomain.
+	Authenticated bool
+	FromDomain    string
+	DKIMDomains   []string // d= of every signature that verified
+	SPF           string   // pass, fail, softfail, neutral, none, temperror, permerror
+	DMARC         string   // pass, fail, none, temperror
+}
+
+// ClaimsDomain reports whether domain names the From header or envelope
+// sender domain of a, or one of their parents: the mail "claims" to be
+// from that vendor.
+func (a *Alert) ClaimsDomain(domain string) bool {
+	domain = strings.ToLower(strings.TrimPrefix(domain, "@"))
+	for _, addr := range []string{a.From, a.MailFrom} {
+		if d := DomainOf(addr); d != "" && (d == domain || strings.HasSuffix(d, "."+domain)) {
+			return true
+		}
+	}
+	return false
+}
+
+// DomainOf is the lower-case domain of an address, "" when it has none.
+func DomainOf(addr string) string {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return ""
+	}
+	return strings.ToLower(strings.TrimSuffix(strings.Trim(addr[i+1:], "<> "), "."))
 }

@@ -22,9 +22,10 @@ import (
 )
 
 var (
-	ruleKeys = []string{"name", "priority", "mode", "stop", "if", "except", "extract", "then"}
+	ruleKeys = []string{"name", "priority", "mode", "stop", "require_auth", "if", "except", "extract", "then"}
 	condKeys = []string{"from", "to", "sender_ip", "subject_contains", "subject_matches", "body_contains",
-		"body_matches", "header", "has_attachment", "attachment_name_matches", "size_over", "client"}
+		"body_matches", "header", "has_attachment", "attachment_name_matches", "size_over", "client",
+		"authenticated", "dkim_domain"}
 	thenKeys = []string{"action", "text", "key", "check", "summary", "description", "note", "delay",
 		"repeat", "reopen", "expect", "attach", "priority", "psa"}
 
@@ -204,6 +205,11 @@ func (c *compiler) rule(fileIdx int, file string, ix *tomlpos.Index, pos int, m 
 			} else {
 				r.Stop = b
 			}
+		case "require_auth":
+			vals, ok := rc.list(k, v)
+			if ok {
+				r.RequireAuth = rc.domains(k, vals)
+			}
 		case "if":
 			r.ifs = rc.conds("if", v)
 		case "except":
@@ -315,8 +321,11 @@ func (rc *ruleCtx) conds(section string, v any) []*cond {
 		case "header":
 			out = append(out, rc.headerConds(path, val)...)
 			continue
-		case "has_attachment":
+		case "has_attachment", "authenticated":
 			c.kind = kHasAttachment
+			if k == "authenticated" {
+				c.kind = kAuthenticated
+			}
 			b, ok := val.(bool)
 			if !ok {
 				rc.errf(path, "must be true or false, not %s", typeName(val))
@@ -331,6 +340,14 @@ func (rc *ruleCtx) conds(section string, v any) []*cond {
 				continue
 			}
 			c.n = n
+		case "dkim_domain":
+			c.kind = kDKIMDomain
+			vals, ok := rc.list(path, val)
+			if !ok {
+				continue
+			}
+			c.values = vals
+			c.lits = rc.domains(path, vals)
 		case "client":
 			c.kind = kClient
 			vals, ok := rc.list(path, val)
@@ -998,4 +1015,19 @@ func isHeaderName(s string) bool {
 func hasKey(m map[string]string, k string) bool {
 	_, ok := m[k]
 	return ok
+}
+
+// domains reads a list of mail domains (require_auth, dkim_domain):
+// lower-cased, a leading "@" removed.
+func (rc *ruleCtx) domains(path string, vals []string) []string {
+	var out []string
+	for _, d := range vals {
+		d2 := strings.ToLower(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(d), "@")))
+		if d2 == "" || strings.ContainsAny(d2, " @/:") || !strings.Contains(d2, ".") {
+			rc.errf(path, "%q is not a domain (write it like \"datto.com\")", d)
+			continue
+		}
+		out = append(out, d2)
+	}
+	return out
 }

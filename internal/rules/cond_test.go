@@ -16,6 +16,11 @@ func TestConditions(t *testing.T) {
 	mapped := func(a *message.Alert) { a.RemoteIP = netip.MustParseAddr("::ffff:10.1.2.3") }
 	noAttach := func(a *message.Alert) { a.Attachments = nil }
 	yes, no := true, false
+	authOK := func(a *message.Alert) {
+		a.Auth = &message.AuthResults{Authenticated: true, DKIMDomains: []string{"datto.com"}, Header: "x; dkim=pass"}
+	}
+	authSub := func(a *message.Alert) { a.Auth = &message.AuthResults{DKIMDomains: []string{"mail.datto.com"}} }
+	authFail := func(a *message.Alert) { a.Auth = &message.AuthResults{DKIMDomains: []string{"evil.example"}} }
 	fromHeaderOnly := func(a *message.Alert) { a.MailFrom = ""; a.From = "Alerts@Axcient.NET" }
 	tests := []struct {
 		name   string
@@ -58,6 +63,17 @@ func TestConditions(t *testing.T) {
 		{"ip v6 cidr", `sender_ip = "2001:db8::/32"`, v6, "", true, nil},
 		{"ip v6 miss", `sender_ip = "2001:db9::/32"`, v6, "", false, nil},
 		{"ip v6 single", `sender_ip = "2001:db8::5"`, v6, "", true, nil},
+		// authenticated, dkim_domain (the result package auth sets)
+		{"authenticated, none ran", `authenticated = true`, nil, "", false, nil},
+		{"not authenticated, none ran", `authenticated = false`, nil, "", true, nil},
+		{"authenticated", `authenticated = true`, authOK, "", true, nil},
+		{"authenticated false", `authenticated = false`, authOK, "", false, nil},
+		{"authenticated fail", `authenticated = true`, authFail, "", false, nil},
+		{"dkim domain", `dkim_domain = "datto.com"`, authOK, "", true, nil},
+		{"dkim domain parent", `dkim_domain = ["x.example", "@datto.com"]`, authSub, "", true, nil},
+		{"dkim domain other", `dkim_domain = "datto.com"`, authFail, "", false, nil},
+		{"dkim domain not a suffix", `dkim_domain = "to.com"`, authOK, "", false, nil},
+		{"dkim domain none ran", `dkim_domain = "datto.com"`, nil, "", false, nil},
 		{"ip v4-mapped peer", `sender_ip = "10.0.0.0/8"`, mapped, "", true, nil},
 		{"ip v4 rule v6 peer", `sender_ip = "10.0.0.0/8"`, v6, "", false, nil},
 		{"ip none", `sender_ip = "0.0.0.0/0"`, noRemote, "", false, nil},

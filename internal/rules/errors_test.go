@@ -36,7 +36,7 @@ func TestCompileErrors(t *testing.T) {
 		{"single bracket rule", "[rule] #!\nname = \"x\"\n", "",
 			"rule must be a list of tables: write each rule as a [[rule]] table, not [rule]"},
 		{"unknown rule key", "[[rule]]\nname = \"x\"\nprioriy = 3 #!\n" + then, "x",
-			`prioriy: unknown key in [[rule]] (did you mean "priority"?); the keys are name, priority, mode, stop, if, except, extract, then`},
+			`prioriy: unknown key in [[rule]] (did you mean "priority"?); the keys are name, priority, mode, stop, require_auth, if, except, extract, then`},
 		{"unknown condition", "[[rule]]\nname = \"x\"\n[rule.if]\nsubjct_contains = [\"a\"] #!\n" + then, "x",
 			`if.subjct_contains: unknown condition in [rule.if] (did you mean "subject_contains"?)`},
 		{"unknown except condition", "[[rule]]\nname = \"x\"\n[rule.except]\nbody_contain = \"a\" #!\n" + then, "x",

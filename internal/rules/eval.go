@@ -75,6 +75,8 @@ const (
 	kClient condKind = iota
 	kHasAttachment
 	kSizeOver
+	kAuthenticated
+	kDKIMDomain
 	kSenderIP
 	kFrom
 	kTo
@@ -335,6 +337,10 @@ func (st *state) holds(c *cond) bool {
 		return (len(a.Attachments) > 0) == c.b
 	case kSizeOver:
 		return int64(a.Size) > c.n
+	case kAuthenticated:
+		return (a.Auth != nil && a.Auth.Authenticated) == c.b
+	case kDKIMDomain:
+		return dkimDomain(a, c.lits) != ""
 	case kSenderIP:
 		ip := a.RemoteIP.Unmap().WithZone("")
 		if !ip.IsValid() {
@@ -405,6 +411,26 @@ func (st *state) explain(c *cond) (bool, string) {
 			return true, fmt.Sprintf("size %d bytes > %d", a.Size, c.n)
 		}
 		return false, fmt.Sprintf("size %d bytes ≤ %d", a.Size, c.n)
+	case kAuthenticated:
+		got := a.Auth != nil && a.Auth.Authenticated
+		switch {
+		case a.Auth == nil:
+			return got == c.b, "sender authentication did not run ([auth] is off)"
+		case got:
+			return got == c.b, "authenticated: " + a.Auth.Header
+		}
+		return got == c.b, "not authenticated: " + a.Auth.Header
+	case kDKIMDomain:
+		if a.Auth == nil {
+			return false, "sender authentication did not run ([auth] is off)"
+		}
+		if d := dkimDomain(a, c.lits); d != "" {
+			return true, fmt.Sprintf("a signature of %s verified", d)
+		}
+		if len(a.Auth.DKIMDomains) == 0 {
+			return false, "no DKIM signature verified"
+		}
+		return false, fmt.Sprintf("verified signatures are of %s, none of %s", strings.Join(a.Auth.DKIMDomains, ", "), quoteList(c.values))
 	case kSenderIP:
 		ip := a.RemoteIP.Unmap().WithZone("")
 		if !ip.IsValid() {
@@ -716,4 +742,20 @@ func (d Decision) Vars(a *message.Alert, client string) map[string]string {
 		v[k] = x
 	}
 	return v
+}
+
+// dkimDomain returns the first verified DKIM domain that is one of want or
+// a subdomain of one, or "".
+func dkimDomain(a *message.Alert, want []string) string {
+	if a.Auth == nil {
+		return ""
+	}
+	for _, d := range a.Auth.DKIMDomains {
+		for _, w := range want {
+			if d == w || strings.HasSuffix(d, "."+w) {
+				return d
+			}
+		}
+	}
+	return ""
 }

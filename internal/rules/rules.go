@@ -51,6 +51,15 @@
 //     or a string with a unit: "512KiB", "2MB", "1.5 MB" (KB, MB, GB are
 //     powers of 1000; KiB, MiB, GiB powers of 1024).
 //   - client: the client psagate routed the message to is one of these names.
+//   - authenticated: true or false: the sender passed authentication (DKIM
+//     or SPF aligned with the From domain, as DMARC defines it; [auth]).
+//   - dkim_domain: a DKIM signature of one of these domains (or a
+//     subdomain) verified.
+//
+// A rule's require_auth (beside name and priority) lists vendor domains:
+// a mail this rule decides that claims one of them (From or envelope
+// sender in that domain) but did not pass authentication is quarantined
+// instead, so a forged "backup succeeded" never closes a ticket.
 //
 // All text matching ignores case, Unicode-aware. The _contains keys are
 // plain substrings compared under full Unicode case folding, so "Büro"
@@ -166,8 +175,12 @@ type Rule struct {
 	Priority int
 	Mode     string // ModeEnforce or ModeAudit
 	Stop     bool
-	Then     *Then
-	Fields   []string // the fields [rule.extract] can set, sorted
+	// RequireAuth lists vendor domains: when this rule decides a mail
+	// that claims one of them without passing sender authentication, the
+	// mail is quarantined instead.
+	RequireAuth []string
+	Then        *Then
+	Fields      []string // the fields [rule.extract] can set, sorted
 
 	pos      int // position in its file
 	fileIdx  int
@@ -343,4 +356,23 @@ func actionList() string {
 		parts[i] = string(a)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// UsesAuth reports whether a rule needs the sender authentication result:
+// it has require_auth or tests authenticated or dkim_domain.
+func (s *Set) UsesAuth() bool {
+	if s == nil {
+		return false
+	}
+	for _, r := range s.rules {
+		if len(r.RequireAuth) > 0 {
+			return true
+		}
+		for _, c := range slices.Concat(r.ifs, r.excepts) {
+			if c.kind == kAuthenticated || c.kind == kDKIMDomain {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -641,6 +641,7 @@ type AuditEntry struct {
 	Key      string    `json:"key,omitempty"`
 	Incident uint64    `json:"incident,omitempty"`
 	Detail   string    `json:"detail,omitempty"`
+	Auth     string    `json:"auth,omitempty"` // Authentication-Results view, when [auth] ran
 }
 
 // AddAudit appends e, dropping the oldest entries beyond the cap.
