@@ -39,8 +39,33 @@ var unexercised = map[string]string{}
 // only. Without that folder (a fresh clone) their coverage cannot be checked.
 var sharedPacks = []string{"x360recover.toml", "veeam.toml"}
 
+// shippedPacks are the packs this project ships. The tests cover these by
+// name: a pack an admin drops into rules/ is checked by `psagate check`,
+// not by `make test`, so it cannot break the build.
+var shippedPacks = []string{"acronis.toml", "datto.toml", "fallback.toml", "generic.toml", "storagecraft.toml",
+	"synology.toml", "veeam.toml", "windows-server-backup.toml", "x360recover.toml"}
+
+// rulesDir returns a directory holding copies of the shipped packs only.
 func rulesDir(t testing.TB) string {
-	return filepath.Join(testutil.RepoRoot(t), "rules")
+	t.Helper()
+	src := filepath.Join(testutil.RepoRoot(t), "rules")
+	dir := t.TempDir()
+	for _, name := range shippedPacks {
+		data, err := os.ReadFile(filepath.Join(src, name))
+		if err != nil {
+			t.Fatalf("shipped pack: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// fallbackWithoutDevice reports whether r is one of the fallback rules for
+// mail that names no device: they key by sender and subject instead.
+func fallbackWithoutDevice(r *rules.Rule) bool {
+	return filepath.Base(r.File) == "fallback.toml" && strings.HasSuffix(r.Name, "without device")
 }
 
 // snapshot loads configs/example.toml, as `make run` and the docs use it,
@@ -85,7 +110,7 @@ func TestPacksCompile(t *testing.T) {
 		t.Fatalf("rules.Load(%s): %v", dir, err)
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.toml"))
-	if err != nil || len(files) < 8 {
+	if err != nil || len(files) != len(shippedPacks) {
 		t.Fatalf("rule files: %v (%v)", files, err)
 	}
 	perFile := map[string]int{}
@@ -118,6 +143,15 @@ func TestPacksCompile(t *testing.T) {
 			continue
 		}
 		vendorMin = min(vendorMin, r.Priority)
+		if fallbackWithoutDevice(r) {
+			continue
+		}
+		if strings.HasPrefix(r.Name, "fallback/") != (base == "fallback.toml") {
+			t.Errorf("%s:%d %q: fallback rules, and only they, are named \"fallback/...\" (try -summary counts them by that)", base, r.Line, r.Name)
+		}
+		if base == "fallback.toml" && r.Priority < 9000 {
+			t.Errorf("%s:%d %q: fallback rules run after every vendor and admin rule (priority 9000 and up)", base, r.Line, r.Name)
+		}
 		switch r.Then.Action {
 		case rules.ActionTicket, rules.ActionNote, rules.ActionClose:
 			// Failure and recovery meet on a key only if both know the device.
@@ -176,7 +210,17 @@ func replay(t *testing.T, snap *gateway.Snapshot, set string) ([]replayed, *gate
 
 // sampleSets are the sets to replay, by a short name.
 func sampleSets(t *testing.T) map[string]string {
-	sets := map[string]string{"testdata": filepath.Join(testutil.RepoRoot(t), "testdata", "samples")}
+	sets := map[string]string{}
+	// Every folder of testdata/ with an EXPECTED.tsv is a set, so a new
+	// set (or a new mail in one) is replayed and checked automatically.
+	tables, err := filepath.Glob(filepath.Join(testutil.RepoRoot(t), "testdata", "*", "EXPECTED.tsv"))
+	if err != nil || len(tables) < 2 {
+		t.Fatalf("testdata/*/EXPECTED.tsv: %v (%v)", tables, err)
+	}
+	for _, tb := range tables {
+		dir := filepath.Dir(tb)
+		sets["testdata/"+filepath.Base(dir)] = dir
+	}
 	if s := testutil.SharedSamples(t); s != "" {
 		sets["shared"] = s
 	} else {
@@ -207,10 +251,10 @@ func TestSamplesReplay(t *testing.T) {
 				if v.Device != r.DeviceKey || v.Check != r.Check {
 					t.Errorf("%s: device %q check %q, EXPECTED.tsv says %q %q", r.File, v.Device, v.Check, r.DeviceKey, r.Check)
 				}
-				if !strings.HasPrefix(v.Key, v.Client+"/"+r.DeviceKey+"/") {
+				if r.DeviceKey != "" && !strings.HasPrefix(v.Key, v.Client+"/"+r.DeviceKey+"/") {
 					t.Errorf("%s: key %q does not start with client/device", r.File, v.Key)
 				}
-				if res.Decision == gateway.Ticket && !strings.Contains(v.Summary, r.DeviceKey) {
+				if res.Decision == gateway.Ticket && r.DeviceKey != "" && !strings.Contains(v.Summary, r.DeviceKey) {
 					t.Errorf("%s: summary %q does not name %q", r.File, v.Summary, r.DeviceKey)
 				}
 				inc := res.Outcome.Incident
@@ -431,9 +475,30 @@ func TestWordingVariants(t *testing.T) {
 		{name: "datto offsite behind", from: "siris1@pinecrest-vet.example",
 			subject: "Datto Alert: Offsite Sync Behind for PVC-SRV-X2 on PVC-SIRIS1", body: "Datto SIRIS alert\n",
 			rule: "datto offsite sync failed", device: "PVC-SRV-X2", check: "offsite"},
-		{name: "datto ZFS pool degraded", from: "siris1@pinecrest-vet.example",
+		{name: "datto ZFS pool degraded is a drive problem, not usage", from: "siris1@pinecrest-vet.example",
 			subject: "Datto Alert: ZFS Pool Degraded on PVC-SIRIS1", body: "Datto SIRIS alert\n",
+			rule: "datto drive or pool failure", device: "PVC-SIRIS1", check: "drive"},
+		{name: "datto pool usage over the threshold", from: "siris1@pinecrest-vet.example",
+			subject: "Datto Alert: Local Storage 91% Full on PVC-SIRIS1", body: "Datto SIRIS alert\n",
 			rule: "datto local storage warning", device: "PVC-SIRIS1", check: "storage"},
+		{name: "a device named OOO-SRV1 is no out-of-office", from: "backup@pinecrest-vet.example",
+			subject: "OOO-SRV1 backup job Failed", body: "Host: OOO-SRV1\n",
+			rule: "fallback/failure", device: "OOO-SRV1", check: "backup"},
+		{name: "fallback: Backup Exec job failed", from: "be@pinecrest-vet.example",
+			subject: `Backup Exec Alert: Job Failed (Server: "PVC-BE1") (Job: "Daily")`, body: "Job Failed\n",
+			rule: "fallback/failure", device: "PVC-BE1", check: "backup"},
+		{name: "fallback: zero errors is a success", from: "be@pinecrest-vet.example",
+			subject: "Backup of PVC-SRV-Y1 completed, 0 errors", body: "done\n",
+			rule: "fallback/success", device: "PVC-SRV-Y1", check: "backup"},
+		{name: "fallback: 'on schedule' is no device", from: "be@pinecrest-vet.example",
+			subject: "Backup did not run on schedule", body: "check it\n",
+			rule: "fallback/failure without device"},
+		{name: "fallback: French success", from: "be@pinecrest-vet.example",
+			subject: "Sauvegarde réussie", body: "Ordinateur : PVC-SRV-Y2\n",
+			rule: "fallback/success", device: "PVC-SRV-Y2", check: "backup"},
+		{name: "fallback: German digest", from: "be@pinecrest-vet.example",
+			subject: "Tägliche Zusammenfassung: 2 Sicherungen fehlgeschlagen", body: "Gerät: PVC-SRV-Y3\n",
+			rule: "fallback/digest"},
 		{name: "datto all-clear that repeats the warning words", from: "siris1@pinecrest-vet.example",
 			subject: "Datto Notice: Local Storage Warning Resolved on PVC-SIRIS1", body: "Datto SIRIS notice\n",
 			rule: "datto local storage ok", device: "PVC-SIRIS1", check: "storage"},
@@ -500,14 +565,17 @@ func TestWordingVariants(t *testing.T) {
 // jobs: the PNG of the mail is uploaded to the new ticket.
 func TestScreenshotIsAttached(t *testing.T) {
 	snap := snapshot(t)
-	set := filepath.Join(testutil.RepoRoot(t), "testdata", "samples")
-	var found bool
-	got, _ := replay(t, snap, set)
+	var found int
+	var got []replayed
+	for _, set := range []string{"samples", "vendors"} {
+		g, _ := replay(t, snap, filepath.Join(testutil.RepoRoot(t), "testdata", set))
+		got = append(got, g...)
+	}
 	for _, g := range got {
-		if g.res.Verdict.Rule != "datto screenshot verification failed" {
+		if g.res.Verdict.Rule != "datto screenshot verification failed" && g.res.Verdict.Rule != "x360recover boot vm check failed" {
 			continue
 		}
-		found = true
+		found++
 		var ops []string
 		for _, j := range g.res.Outcome.Jobs {
 			ops = append(ops, j.Op)
@@ -521,7 +589,114 @@ func TestScreenshotIsAttached(t *testing.T) {
 			t.Errorf("%s: PSA jobs %v, want create then attach", g.row.File, ops)
 		}
 	}
-	if !found {
-		t.Fatal("no sample was decided by the screenshot rule")
+	if found < 3 {
+		t.Fatalf("%d samples were decided by the screenshot rules, want at least 3", found)
+	}
+}
+
+// TestInvariants replays every set of testdata/ (and ../shared/samples)
+// and checks what must hold for any mail, whatever its row says, so that a
+// new sample is checked without writing a test for it:
+//   - a mail whose outcome is success never opens a ticket or adds a note;
+//   - test notifications, digests and update/licence notices never reach
+//     a PSA (no ticket, note or close);
+//   - the failure and the recovery of one job/device produce the same
+//     incident key (every note or close row names the row that opened it);
+//   - no testdata/vendors mail falls to the default action.
+func TestInvariants(t *testing.T) {
+	snap := snapshot(t)
+	sets := sampleSets(t)
+	for _, name := range slices.Sorted(maps.Keys(sets)) {
+		t.Run(name, func(t *testing.T) {
+			got, _ := replay(t, snap, sets[name])
+			keyOf := map[string]string{}
+			var fallback, byDefault int
+			for _, g := range got {
+				r, v := g.row, g.res.Verdict
+				keyOf[r.File] = v.Key
+				reaches := g.res.Decision == gateway.Ticket || g.res.Decision == gateway.Note || g.res.Decision == gateway.Close
+				switch r.Kind {
+				case "success", "recovery":
+					if g.res.Decision == gateway.Ticket || g.res.Decision == gateway.Note {
+						t.Errorf("%s: a %s mail got %s by %q", r.File, r.Kind, g.res.Decision, v.Rule)
+					}
+				case "test", "digest", "notice":
+					if reaches {
+						t.Errorf("%s: a %s mail reached the PSA: %s by %q", r.File, r.Kind, g.res.Decision, v.Rule)
+					}
+				}
+				if r.IncidentOf != "" && (r.Decision == gateway.Note || r.Decision == gateway.Close) {
+					if want, ok := keyOf[r.IncidentOf]; !ok || v.Key != want {
+						t.Errorf("%s: key %q, but %s (which it recovers or repeats) has %q", r.File, v.Key, r.IncidentOf, want)
+					}
+				}
+				switch {
+				case v.Rule == gateway.BuiltinDefault:
+					byDefault++
+					if name == "testdata/vendors" {
+						t.Errorf("%s: fell to the default action; a vendor rule or the fallback must decide it", r.File)
+					}
+				case strings.HasPrefix(v.Rule, "fallback/"):
+					fallback++
+				}
+			}
+			t.Logf("%d mails: %d decided by the fallback, %d by the default action", len(got), fallback, byDefault)
+		})
+	}
+}
+
+// TestVendorSet checks the size and coverage of testdata/vendors: at least
+// 12 mails per shipped vendor pack, at least 2 for each of six vendors
+// without a pack, every row with a source, and every family of outcome.
+func TestVendorSet(t *testing.T) {
+	set := filepath.Join(testutil.RepoRoot(t), "testdata", "vendors")
+	data, err := os.ReadFile(filepath.Join(set, "EXPECTED.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	head := strings.Split(lines[0], "\t")
+	src := slices.Index(head, "source")
+	if src < 0 {
+		t.Fatal("EXPECTED.tsv has no source column")
+	}
+	perVendor := map[string]int{}
+	kinds := map[string]map[string]bool{}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, "\t")
+		if len(f) != len(head) || strings.TrimSpace(f[src]) == "" {
+			t.Errorf("row %q: %d columns or no source", l, len(f))
+			continue
+		}
+		perVendor[f[1]]++
+		if kinds[f[1]] == nil {
+			kinds[f[1]] = map[string]bool{}
+		}
+		kinds[f[1]][f[2]] = true
+		if _, err := os.Stat(filepath.Join(set, f[0])); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, v := range []string{"axcient", "veeam", "datto", "acronis", "storagecraft", "synology", "wsb"} {
+		if perVendor[v] < 12 {
+			t.Errorf("vendor %s: %d mails, want at least 12", v, perVendor[v])
+		}
+		for _, k := range []string{"failure", "recovery"} {
+			if !kinds[v][k] {
+				t.Errorf("vendor %s has no %s mail", v, k)
+			}
+		}
+		if !kinds[v]["test"] && !kinds[v]["digest"] && !kinds[v]["notice"] {
+			t.Errorf("vendor %s has no test, digest or notice mail", v)
+		}
+	}
+	for _, v := range []string{"n-able-cove", "msp360", "veritas-backup-exec", "unitrends", "nakivo", "arcserve"} {
+		if perVendor[v] < 2 {
+			t.Errorf("vendor without a pack %s: %d mails, want at least 2", v, perVendor[v])
+		}
+	}
+	emls, _ := filepath.Glob(filepath.Join(set, "*.eml"))
+	if len(emls) != len(lines)-1 {
+		t.Errorf("%d .eml files, %d rows", len(emls), len(lines)-1)
 	}
 }

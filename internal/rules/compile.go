@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"regexp"
@@ -25,7 +26,7 @@ var (
 	ruleKeys = []string{"name", "priority", "mode", "stop", "require_auth", "if", "except", "extract", "then"}
 	condKeys = []string{"from", "to", "sender_ip", "subject_contains", "subject_matches", "body_contains",
 		"body_matches", "header", "has_attachment", "attachment_name_matches", "size_over", "client",
-		"authenticated", "dkim_domain"}
+		"authenticated", "dkim_domain", "extracted"}
 	thenKeys = []string{"action", "text", "key", "check", "summary", "description", "note", "delay",
 		"repeat", "reopen", "expect", "attach", "priority", "psa"}
 
@@ -222,6 +223,16 @@ func (c *compiler) rule(fileIdx int, file string, ix *tomlpos.Index, pos int, m 
 			rc.errf(k, "unknown key in [[rule]]%s; the keys are %s", didYouMean(k, ruleKeys), strings.Join(ruleKeys, ", "))
 		}
 	}
+	for _, c := range slices.Concat(r.ifs, r.excepts) {
+		if c.kind != kExtracted {
+			continue
+		}
+		for _, f := range c.values {
+			if !slices.Contains(r.Fields, f) {
+				rc.errf("if.extracted", "field %q is not extracted by this rule's [rule.extract] (it extracts %s), so the condition could never hold", f, quoteList(r.Fields))
+			}
+		}
+	}
 	if _, ok := m["then"]; !ok {
 		rc.errf("", "[rule.then] is missing: every rule needs an action (%s)", actionList())
 	}
@@ -358,6 +369,16 @@ func (rc *ruleCtx) conds(section string, v any) []*cond {
 				vals[i] = strings.TrimSpace(vals[i])
 			}
 			c.values = vals
+		case "extracted":
+			// Holds when the rule's own [rule.extract] sets one of these
+			// fields; checked against the rule's fields once it is compiled.
+			c.kind = kExtracted
+			vals, ok := rc.list(path, val)
+			if !ok {
+				continue
+			}
+			c.values = vals
+			c.rule = rc.r
 		default:
 			rc.errf(path, "unknown condition in [rule.%s]%s; the conditions are %s", section, didYouMean(k, condKeys), strings.Join(condKeys, ", "))
 			continue
@@ -493,28 +514,55 @@ func (rc *ruleCtx) extract(v any) {
 			rc.errf(path, "%q cannot name a field: use letters, digits and _", k)
 			continue
 		}
-		src, ok := m[k].(string)
-		if !ok {
-			rc.errf(path, "must be a regular expression (a string), not %s", typeName(m[k]))
-			continue
-		}
-		re, err := compileRegex(src)
-		if err != nil {
-			rc.errf(path, "%v", err)
-			continue
-		}
-		ex := &extractor{key: k, re: re}
-		for _, n := range re.SubexpNames() {
-			if n != "" && !slices.Contains(ex.fields, n) {
-				ex.fields = append(ex.fields, n)
+		// A list of expressions is tried in order: the first that matches
+		// (on the subject, else the body) sets the fields, so a reliable
+		// shape ("Device: X" line) can be preferred over a loose one.
+		var srcs []string
+		switch x := m[k].(type) {
+		case string:
+			srcs = []string{x}
+		case []any:
+			for i, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					rc.errf(path, "must be a list of regular expressions, but item %d is %s", i+1, typeName(e))
+					srcs = nil
+					break
+				}
+				srcs = append(srcs, s)
 			}
+			if len(x) == 0 {
+				rc.errf(path, "the list is empty; give at least one regular expression")
+			}
+		default:
+			rc.errf(path, "must be a regular expression (a string) or a list of them, not %s", typeName(m[k]))
 		}
-		ex.named = len(ex.fields) > 0
-		if !ex.named {
-			ex.fields = []string{k}
-		}
+		keyFields := map[string]bool{}
+		var exs []*extractor
 		bad := false
-		for _, f := range ex.fields {
+		for _, src := range srcs {
+			re, err := compileRegex(src)
+			if err != nil {
+				rc.errf(path, "%v", err)
+				bad = true
+				continue
+			}
+			ex := &extractor{key: k, re: re}
+			for _, n := range re.SubexpNames() {
+				if n != "" && !slices.Contains(ex.fields, n) {
+					ex.fields = append(ex.fields, n)
+				}
+			}
+			ex.named = len(ex.fields) > 0
+			if !ex.named {
+				ex.fields = []string{k}
+			}
+			for _, f := range ex.fields {
+				keyFields[f] = true
+			}
+			exs = append(exs, ex)
+		}
+		for _, f := range slices.Sorted(maps.Keys(keyFields)) {
 			if f != "device" && slices.Contains(Builtins, f) {
 				rc.errf(path, "field %q is built in and cannot be extracted; choose another name", f)
 				bad = true
@@ -526,7 +574,7 @@ func (rc *ruleCtx) extract(v any) {
 			}
 		}
 		if !bad {
-			rc.r.extracts = append(rc.r.extracts, ex)
+			rc.r.extracts = append(rc.r.extracts, exs...)
 		}
 	}
 	for f := range setBy {

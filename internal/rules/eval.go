@@ -86,6 +86,7 @@ const (
 	kSubjectMatches
 	kAttachName
 	kBodyMatches
+	kExtracted // last: it runs the rule's extract expressions
 )
 
 const (
@@ -109,6 +110,7 @@ type cond struct {
 	header   string // lower-case header name
 	b        bool
 	n        int64
+	rule     *Rule // kExtracted: the rule whose extraction it tests
 }
 
 type addrKind uint8
@@ -383,8 +385,24 @@ func (st *state) holds(c *cond) bool {
 				return true
 			}
 		}
+	case kExtracted:
+		ok, _ := st.extracted(c)
+		return ok
 	}
 	return false
+}
+
+// extracted runs the extraction of c's rule and reports whether it set one
+// of c's fields, and which.
+func (st *state) extracted(c *cond) (bool, string) {
+	fields := map[string]string{}
+	st.extract(c.rule, fields)
+	for _, f := range c.values {
+		if fields[f] != "" {
+			return true, f
+		}
+	}
+	return false, ""
 }
 
 // explain evaluates a condition the plain way (no automaton, no
@@ -406,6 +424,11 @@ func (st *state) explain(c *cond) (bool, string) {
 	case kHasAttachment:
 		n := len(a.Attachments)
 		return (n > 0) == c.b, fmt.Sprintf("the message has %d attachment(s)", n)
+	case kExtracted:
+		if ok, f := st.extracted(c); ok {
+			return true, fmt.Sprintf("field %q was extracted", f)
+		}
+		return false, fmt.Sprintf("none of %s was extracted", quoteList(c.values))
 	case kSizeOver:
 		if int64(a.Size) > c.n {
 			return true, fmt.Sprintf("size %d bytes > %d", a.Size, c.n)
@@ -656,7 +679,11 @@ func (st *state) trace(r *Rule) (string, []CondTrace) {
 // extract runs r's [rule.extract] expressions against the subject, then
 // the body, and stores what they captured in fields.
 func (st *state) extract(r *Rule, fields map[string]string) {
+	done := ""
 	for _, ex := range r.extracts {
+		if ex.key == done {
+			continue // an earlier expression of the same list matched
+		}
 		text := st.a.Subject
 		m := ex.re.FindStringSubmatchIndex(text)
 		if m == nil {
@@ -666,12 +693,14 @@ func (st *state) extract(r *Rule, fields map[string]string) {
 		if m == nil {
 			continue
 		}
+		set1 := false
 		set := func(name string, g int) {
 			if m[2*g] < 0 {
 				return
 			}
 			if v := strings.TrimSpace(sanitize.Line(text[m[2*g]:m[2*g+1]])); v != "" {
 				fields[name] = v
+				set1 = true
 			}
 		}
 		switch {
@@ -685,6 +714,9 @@ func (st *state) extract(r *Rule, fields map[string]string) {
 			set(ex.key, 1)
 		default:
 			set(ex.key, 0)
+		}
+		if set1 {
+			done = ex.key
 		}
 	}
 }

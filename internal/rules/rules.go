@@ -55,6 +55,11 @@
 //     or SPF aligned with the From domain, as DMARC defines it; [auth]).
 //   - dkim_domain: a DKIM signature of one of these domains (or a
 //     subdomain) verified.
+//   - extracted: the rule's own [rule.extract] sets one of these fields (a
+//     non-empty value). A ticket or close rule that says extracted =
+//     ["device"] never decides a mail it cannot key by device: such mail
+//     goes on to the next rule rather than sharing "{client}//{check}" with
+//     every other device of the client.
 //
 // A rule's require_auth (beside name and priority) lists vendor domains:
 // a mail this rule decides that claims one of them (From or envelope
@@ -70,8 +75,11 @@
 //
 // # Extraction and templates
 //
-// [rule.extract] maps a name to an RE2 expression that runs against the
-// subject and, when it does not match there, the body. Every named group
+// [rule.extract] maps a name to an RE2 expression, or a list of them, that
+// runs against the subject and, when it does not match there, the body. A
+// list is tried in order and the first expression that sets a field wins,
+// so a reliable shape ("Computer: X" line) can come before a loose one ("on
+// X" in the subject), whatever their positions in the text. Every named group
 // that matched a non-empty text becomes a field; an expression without named
 // groups sets the field named by its key to its first group, or to the whole
 // match. Values are made one line and trimmed. Fields accumulate along a
