@@ -145,6 +145,9 @@ func Start(ctx context.Context, cfgPath string, o Options) (*App, error) {
 		Logger:  o.Logger.With("component", "deliver"),
 		Now:     o.Now,
 		Secrets: func() []string { return a.Snapshot().Config.Secrets() },
+		TicketEnded: func(tx *store.Tx, id, fromJob uint64, st psa.TicketState) error {
+			return a.Gateway.TicketEnded(tx, id, fromJob, st)
+		},
 	})
 	a.Auth = NewAuthChecker(cfg, o.Now)
 	a.Metrics.Registry.MustRegister(a.Auth.Collectors()...)
@@ -183,8 +186,9 @@ func Start(ctx context.Context, cfgPath string, o Options) (*App, error) {
 			}
 		})
 	}()
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.housekeeping(rctx) }()
+	go func() { defer a.wg.Done(); a.reconcileLoop(rctx) }()
 	go func() {
 		if err := a.smtp.Serve(a.smtpLn); err != nil {
 			a.log.Error("smtp server stopped", "err", err)
@@ -293,6 +297,25 @@ func (a *App) housekeeping(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// reconcileLoop reads back, once a minute, the state of the open
+// incidents' tickets that were not read within [incidents] reconcile_every,
+// at most reconcile_per_minute of them.
+func (a *App) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		in := a.Snapshot().Config.Incidents
+		if _, _, err := a.Deliverer.Reconcile(ctx, in.ReconcileEvery.D(), in.ReconcilePerMinute); err != nil {
+			a.log.Warn("reconciling ticket states failed", "err", err)
 		}
 	}
 }

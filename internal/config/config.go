@@ -41,6 +41,8 @@ type Config struct {
 	Log     Log     `toml:"log"`
 	Auth    Auth    `toml:"auth"`
 
+	Incidents Incidents `toml:"incidents"`
+
 	// PSA holds the organisation-wide settings, flattened, secrets resolved.
 	PSA     psa.Settings `toml:"-"`
 	Clients []*Client    `toml:"-"`
@@ -170,11 +172,14 @@ type Log struct {
 
 // Client is a [[client]]: an MSP customer.
 type Client struct {
-	Name       string
-	Enabled    bool
-	Recipients []string
-	Senders    []string
-	Devices    []string // globs on the device name a rule extracted
+	Name    string
+	Enabled bool
+	// DisabledUntil, when set, turns the client's ticketing back on by
+	// itself at that time (enabled = false is then implied until it).
+	DisabledUntil time.Time
+	Recipients    []string
+	Senders       []string
+	Devices       []string // globs on the device name a rule extracted
 	// RequireAuth lists vendor domains whose mail to this client must pass
 	// sender authentication (aligned DKIM or SPF); a mail claiming one of
 	// them without it is quarantined.
@@ -484,6 +489,8 @@ type rawConfig struct {
 	Auth    Auth           `toml:"auth"`
 	PSA     map[string]any `toml:"psa"`
 	Client  []rawClient    `toml:"client"`
+
+	Incidents Incidents `toml:"incidents"`
 }
 
 type rawDeliver struct {
@@ -499,14 +506,15 @@ type rawDeliver struct {
 }
 
 type rawClient struct {
-	Name        string         `toml:"name"`
-	Enabled     *bool          `toml:"enabled"`
-	Recipients  []string       `toml:"recipients"`
-	Senders     []string       `toml:"senders"`
-	Devices     []string       `toml:"devices"`
-	RequireAuth []string       `toml:"require_auth"`
-	PSA         map[string]any `toml:"psa"`
-	Device      []rawDevice    `toml:"device"`
+	Name          string         `toml:"name"`
+	Enabled       *bool          `toml:"enabled"`
+	DisabledUntil *Deadline      `toml:"disabled_until"`
+	Recipients    []string       `toml:"recipients"`
+	Senders       []string       `toml:"senders"`
+	Devices       []string       `toml:"devices"`
+	RequireAuth   []string       `toml:"require_auth"`
+	PSA           map[string]any `toml:"psa"`
+	Device        []rawDevice    `toml:"device"`
 }
 
 type rawDevice struct {
@@ -549,7 +557,7 @@ func (l *loader) underFreeForm(k string) bool {
 	return k == "psa" || strings.HasPrefix(k, "psa.") || strings.HasPrefix(k, "client.psa") || strings.HasPrefix(k, "client.device.psa")
 }
 
-var knownTop = []string{"smtp", "state", "http", "rules", "deliver", "log", "auth", "psa", "client"}
+var knownTop = []string{"smtp", "state", "http", "rules", "deliver", "log", "auth", "incidents", "psa", "client"}
 
 func (l *loader) suggest(key string) string {
 	last := key[strings.LastIndex(key, ".")+1:]
@@ -563,7 +571,8 @@ func (l *loader) suggest(key string) string {
 }
 
 func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
-	cfg := &Config{File: l.file, SMTP: raw.SMTP, State: raw.State, HTTP: raw.HTTP, Rules: raw.Rules, Log: raw.Log, Auth: raw.Auth, lines: l.lines}
+	cfg := &Config{File: l.file, SMTP: raw.SMTP, State: raw.State, HTTP: raw.HTTP, Rules: raw.Rules, Log: raw.Log, Auth: raw.Auth, lines: l.lines,
+		Incidents: raw.Incidents}
 	// Only an absent key gets the default: listen = "" is how an admin turns
 	// the HTTP server off.
 	if !md.IsDefined("http", "listen") {
@@ -575,6 +584,7 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 	cfg.Deliver = l.deliver(raw.Deliver)
 	l.log(&cfg.Log)
 	l.auth(&cfg.Auth)
+	l.incidents(&cfg.Incidents)
 
 	org := l.psa("psa", raw.PSA, true)
 	if org["provider"] == "" {
@@ -582,6 +592,9 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 	}
 	if _, ok := org["auto_close"]; !ok {
 		org["auto_close"] = "true"
+	}
+	if _, ok := org["after_manual_close"]; !ok {
+		org["after_manual_close"] = cfg.Incidents.AfterManualClose
 	}
 	cfg.PSA = org
 
@@ -591,6 +604,12 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 		c := &Client{Name: strings.TrimSpace(rc.Name), Enabled: true, Line: l.ix.Line(base)}
 		if rc.Enabled != nil {
 			c.Enabled = *rc.Enabled
+		}
+		if rc.DisabledUntil != nil {
+			if rc.Enabled != nil && *rc.Enabled {
+				l.errf(base+".disabled_until", "disabled_until turns a disabled client back on: it needs enabled = false (or no enabled key), not enabled = true")
+			}
+			c.Enabled, c.DisabledUntil = false, rc.DisabledUntil.Time
 		}
 		if c.Name == "" && !l.bad[base+".name"] {
 			l.errf(base, "client without a name")
@@ -963,6 +982,10 @@ func (l *loader) psa(base string, m map[string]any, org bool) psa.Settings {
 			case "auto_close":
 				if _, err := strconv.ParseBool(s); err != nil {
 					l.errf(path, "auto_close must be true or false")
+				}
+			case "after_manual_close":
+				if s != AfterCloseNew && s != AfterCloseReopen {
+					l.errf(path, "after_manual_close must be %q or %q, not %q", AfterCloseNew, AfterCloseReopen, s)
 				}
 			}
 			out[full] = s

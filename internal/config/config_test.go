@@ -299,3 +299,43 @@ func TestSyntaxErrorInSecretDoesNotShowIt(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestIncidentsSectionAndDisabledUntil(t *testing.T) {
+	cfg, err := Parse("c.toml", []byte(`[smtp]
+accept_domains = ["a.example"]
+[incidents]
+after_manual_close = "reopen"
+[[client]]
+name = "acme"
+disabled_until = "2026-12-08T06:00:00Z"
+[[client]]
+name = "beta"
+[client.psa]
+after_manual_close = "new"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Incidents.ReconcileEvery.D() != 10*time.Minute || cfg.Incidents.MaxNotesPerHour != 4 || cfg.Incidents.ReconcilePerMinute != 30 {
+		t.Errorf("defaults: %+v", cfg.Incidents)
+	}
+	if cfg.PSA["after_manual_close"] != "reopen" || cfg.Clients[1].PSA["after_manual_close"] != "new" {
+		t.Errorf("after_manual_close: org %q, beta %q", cfg.PSA["after_manual_close"], cfg.Clients[1].PSA["after_manual_close"])
+	}
+	acme := cfg.Clients[0]
+	until := time.Date(2026, 12, 8, 6, 0, 0, 0, time.UTC)
+	if acme.EnabledAt(until.Add(-time.Second)) || !acme.EnabledAt(until) {
+		t.Errorf("acme disabled until %s: EnabledAt wrong", acme.DisabledUntil)
+	}
+	for _, bad := range []struct{ doc, want string }{
+		{"[incidents]\nafter_manual_close = \"close\"\n", `c.toml:4: incidents.after_manual_close: must be "new" or "reopen", not "close"`},
+		{"[psa]\nafter_manual_close = \"ignore\"\n", `c.toml:4: psa.after_manual_close: after_manual_close must be "new" or "reopen", not "ignore"`},
+		{"[[client]]\nname = \"x\"\nenabled = true\ndisabled_until = \"2026-12-08\"\n", "disabled_until turns a disabled client back on"},
+		{"[[client]]\nname = \"x\"\ndisabled_until = \"tomorrow\"\n", `"tomorrow" is not a time`},
+	} {
+		_, err := Parse("c.toml", []byte("[smtp]\naccept_domains = [\"a.example\"]\n"+bad.doc))
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: err = %v, want %q", bad.doc, err, bad.want)
+		}
+	}
+}

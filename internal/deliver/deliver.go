@@ -48,6 +48,11 @@ type Options struct {
 	// Secrets returns every configured secret, scrubbed from stored errors
 	// as a last line of defence.
 	Secrets func() []string
+	// TicketEnded, when set, is called inside a transaction when the PSA
+	// shows an incident's ticket closed or deleted by someone else, before
+	// job fromJob (0: found by Reconcile). It settles the incident and the
+	// calls queued for its ticket; the ticket is then never written to.
+	TicketEnded func(tx *store.Tx, incident, fromJob uint64, st psa.TicketState) error
 }
 
 // Deliverer runs outbox jobs.
@@ -414,6 +419,15 @@ func (d *Deliverer) run(ctx context.Context, c candidate, start time.Time) {
 		return
 	}
 	call := psa.Call{Settings: c.settings, Retry: retry}
+	if ended, err := d.ticketEnded(ctx, prov, call, j, ref, log); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		d.fail(j, c, err, log)
+		return
+	} else if ended {
+		return
+	}
 	cctx, cancel := context.WithTimeout(ctx, d.o.CallTimeout)
 	t0 := time.Now()
 	newRef, err := d.call(cctx, prov, call, j, ref)
@@ -448,6 +462,12 @@ func (d *Deliverer) call(ctx context.Context, p psa.Provider, call psa.Call, j *
 		return ref, p.Close(ctx, call, ref, psa.Note{Title: j.NoteTitle, Text: j.NoteText, Kind: psa.NoteResolution, Marker: j.Marker})
 	case store.OpReopen:
 		return ref, p.Reopen(ctx, call, ref, psa.Note{Title: j.NoteTitle, Text: j.NoteText, Kind: j.NoteKind, Marker: j.Marker})
+	case store.OpPriority:
+		n := psa.Note{Title: j.NoteTitle, Text: j.NoteText, Kind: j.NoteKind, Marker: j.Marker}
+		if esc, ok := p.(psa.Escalator); ok {
+			return ref, esc.SetPriority(ctx, call, ref, n)
+		}
+		return ref, p.AddNote(ctx, call, ref, n)
 	}
 	return ref, &psa.Error{Kind: psa.Permanent, Op: j.Op, Message: "unknown job operation"}
 }

@@ -15,6 +15,7 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -80,6 +81,10 @@ type Verdict struct {
 	// Auth is the Authentication-Results view of the message ("" when
 	// [auth] is off).
 	Auth string `json:"auth,omitempty"`
+
+	AfterManualClose string `json:"after_manual_close,omitempty"`
+	Severity         string `json:"severity,omitempty"`
+	Escalate         bool   `json:"escalate_priority,omitempty"`
 }
 
 // Snapshot is one consistent configuration: config, rules and the router
@@ -273,11 +278,21 @@ func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verd
 	}
 	s.requireAuth(v, a, d)
 	v.Repeat, v.Delay, v.Reopen, v.Expect, v.Attach = th.Repeat, th.Delay, th.Reopen, th.Expect, th.Attach
+	v.AfterManualClose, v.Severity, v.Escalate = th.AfterManualClose, th.Severity, th.EscalatePriority
 	if v.Repeat == "" {
 		v.Repeat = incident.RepeatNote
 	}
 	if len(th.PSA) > 0 {
 		v.Overrides = th.PSA
+	}
+	if th.AfterManualClose != "" {
+		// Carried with the rule's PSA settings, so the rule's policy wins
+		// over the device's, client's and organisation's as they do.
+		v.Overrides = maps.Clone(v.Overrides)
+		if v.Overrides == nil {
+			v.Overrides = map[string]string{}
+		}
+		v.Overrides["after_manual_close"] = th.AfterManualClose
 	}
 	return v, tr
 }

@@ -95,7 +95,7 @@ func (g *Gateway) Swap(s *Snapshot) { g.snap.Store(s) }
 
 // Engine returns the incident engine for snapshot s.
 func (g *Gateway) Engine(s *Snapshot) *incident.Engine {
-	return &incident.Engine{Router: s.Router, Instance: g.db.Instance()}
+	return &incident.Engine{Router: s.Router, Instance: g.db.Instance(), Incidents: s.Config.Incidents}
 }
 
 func wake(ch chan struct{}) {
@@ -541,6 +541,7 @@ func Process(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.SpoolEntr
 		MessageID: v.ID, At: e.Received, Action: v.Action, Rule: v.Rule, Client: v.Client, Device: v.Device,
 		Check: v.Check, Key: v.Key, Summary: v.Summary, Description: v.Description, NoteText: v.NoteText,
 		Repeat: v.Repeat, Delay: v.Delay, Reopen: v.Reopen, Expect: v.Expect, Attach: v.Attach, Overrides: v.Overrides,
+		Severity: v.Severity, Escalate: v.Escalate,
 	}
 	if v.Attach && v.Attachments > 0 {
 		a := message.Decode(e.Raw, message.Envelope{}, s.Limits())
@@ -670,12 +671,7 @@ func FireDue(tx *store.Tx, eng *incident.Engine, now time.Time) ([]*incident.Out
 			continue
 		}
 		outs = append(outs, o)
-		e := &store.AuditEntry{Time: now, Decision: o.Decision, Effect: o.Effect, Detail: "timer: " + o.Detail}
-		if o.Incident != nil {
-			e.Incident, e.Key, e.Client, e.Device, e.Rule, e.Subject = o.Incident.ID, o.Incident.Key,
-				o.Incident.Client, o.Incident.Device, o.Incident.Rule, o.Incident.Summary
-		}
-		if err := tx.AddAudit(e); err != nil {
+		if err := tx.AddAudit(outcomeAudit(o, now, "timer: ")); err != nil {
 			return nil, err
 		}
 	}

@@ -67,7 +67,7 @@ func NewTrial(snap *Snapshot, seed func(path string) error) (*Trial, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &Trial{DB: db, snap: snap, dir: dir, eng: &incident.Engine{Router: snap.Router, Instance: db.Instance()}, now: time.Now}, nil
+	return &Trial{DB: db, snap: snap, dir: dir, eng: &incident.Engine{Router: snap.Router, Instance: db.Instance(), Incidents: snap.Config.Incidents}, now: time.Now}, nil
 }
 
 // Close removes the scratch database.

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"psagate/internal/config"
 	"psagate/internal/message"
 	"psagate/internal/psa"
 	"psagate/internal/route"
@@ -49,6 +50,16 @@ const (
 	EffectCancelled = "cancelled" // recovery inside the hold-down: no ticket was made
 	EffectNoop      = "no-op"     // nothing open for the key
 	EffectKeptOpen  = "noted-not-closed"
+	// EffectClosedInPSA: the PSA showed the ticket closed, completed,
+	// merged or deleted by someone else; the incident ended with it.
+	EffectClosedInPSA = "closed-in-psa"
+	// EffectThrottled: a repeat counted, not noted, because the ticket had
+	// its max_notes_per_hour already (storm control).
+	EffectThrottled = "throttled"
+	// EffectSummarised: the one note summing up the throttled repeats.
+	EffectSummarised = "summarised"
+	// EffectEscalated: a more severe repeat raised the ticket's priority.
+	EffectEscalated = "escalated"
 )
 
 // Event is one decided message, as the incident engine needs it.
@@ -74,6 +85,10 @@ type Event struct {
 	// refused (type or size), with the reason; they become a note.
 	Withheld  []string
 	Overrides map[string]string
+	// Severity is the deciding rule's severity; Escalate its
+	// escalate_priority.
+	Severity string
+	Escalate bool
 }
 
 // Outcome is what the engine did with an event or a timer.
@@ -89,6 +104,8 @@ type Outcome struct {
 type Engine struct {
 	Router   *route.Router
 	Instance string // the database's instance id, part of every external reference
+	// Incidents holds max_notes_per_hour (0: no storm control).
+	Incidents config.Incidents
 }
 
 // heldTicket is what a hold-down opens when it ends.
@@ -143,6 +160,9 @@ func (e *Engine) ticket(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome,
 			return &Outcome{Decision: ActionTicket, Effect: EffectHeldAgain, Incident: cur,
 				Detail: fmt.Sprintf("still in hold-down until %s (%d alerts)", cur.DueAt.UTC().Format(time.RFC3339), cur.Count)}, nil
 		}
+		if cur.NoPSA && cur.Ticket.IsZero() && e.Router.EnabledAt(cur.Client, ev.At) {
+			return e.ticketAfterEnable(tx, ev, cur)
+		}
 		switch ev.Repeat {
 		case RepeatIgnore:
 			cur.Ignored++
@@ -165,52 +185,43 @@ func (e *Engine) ticket(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome,
 			out.Effect = EffectNew
 			return out, nil
 		default:
-			cur.Notes++
-			var jobs []*store.Job
-			if !cur.NoPSA {
-				j := e.job(ev, cur, store.OpNote)
-				j.NoteText = ev.NoteText
-				j.NoteTitle = "Repeat alert"
-				j.NoteKind = psa.NoteDiscussion
-				if err := tx.AddJob(j); err != nil {
-					return nil, err
-				}
-				jobs = append(jobs, j)
-				aj, err := e.attachJobs(tx, ev, cur)
-				if err != nil {
-					return nil, err
-				}
-				jobs = append(jobs, aj...)
-			}
-			if err := tx.PutIncident(cur); err != nil {
-				return nil, err
-			}
-			return &Outcome{Decision: ActionNote, Effect: EffectNoted, Incident: cur, Jobs: jobs,
-				Detail: fmt.Sprintf("repeat %d of incident %d", cur.Count, cur.ID)}, nil
+			return e.repeatNote(tx, ev, cur)
 		}
+	}
+	// The ticket was closed by someone in the PSA and the problem is back:
+	// after_manual_close decides between reopening it and a new ticket.
+	if cur != nil && cur.State == store.StateClosedInPSA && !cur.NoPSA && !cur.Ticket.IsZero() && !cur.PSAGone &&
+		e.afterManualClose(cur, ev.Overrides) == config.AfterCloseReopen {
+		return e.reopen(tx, ev, cur, "Problem returned after the ticket was closed in the PSA",
+			"the ticket was closed in the PSA; after_manual_close = reopen")
 	}
 	// Recurrence of a closed problem inside the reopen window: reopen its ticket.
 	if cur != nil && cur.State == store.StateClosed && ev.Reopen > 0 && !cur.ClosedAt.IsZero() &&
 		ev.At.Sub(cur.ClosedAt) <= ev.Reopen && !cur.NoPSA {
-		cur.State = store.StateOpen
-		cur.Reopened++
-		cur.Count++
-		cur.LastSeen, cur.LastMessage = ev.At, ev.MessageID
-		cur.ClosedAt = time.Time{}
-		j := e.job(ev, cur, store.OpReopen)
-		j.NoteText = ev.NoteText
-		j.NoteTitle = "Problem returned"
-		j.NoteKind = psa.NoteDiscussion
-		if err := tx.AddJob(j); err != nil {
-			return nil, err
-		}
-		if err := tx.PutIncident(cur); err != nil {
-			return nil, err
-		}
-		return &Outcome{Decision: ActionTicket, Effect: EffectReopened, Incident: cur, Jobs: []*store.Job{j},
-			Detail: fmt.Sprintf("recurred within the reopen window of %s", ev.Reopen)}, nil
+		return e.reopen(tx, ev, cur, "Problem returned", fmt.Sprintf("recurred within the reopen window of %s", ev.Reopen))
 	}
 	return e.open(tx, ev, nil)
+}
+
+// reopen reopens the closed incident cur (and its ticket) for ev.
+func (e *Engine) reopen(tx *store.Tx, ev *Event, cur *store.Incident, title, detail string) (*Outcome, error) {
+	cur.State = store.StateOpen
+	cur.Reopened++
+	cur.Count++
+	cur.LastSeen, cur.LastMessage = ev.At, ev.MessageID
+	cur.ClosedAt = time.Time{}
+	resetStorm(cur)
+	j := e.job(ev, cur, store.OpReopen)
+	j.NoteText = ev.NoteText
+	j.NoteTitle = title
+	j.NoteKind = psa.NoteDiscussion
+	if err := tx.AddJob(j); err != nil {
+		return nil, err
+	}
+	if err := tx.PutIncident(cur); err != nil {
+		return nil, err
+	}
+	return &Outcome{Decision: ActionTicket, Effect: EffectReopened, Incident: cur, Jobs: []*store.Job{j}, Detail: detail}, nil
 }
 
 // open starts a new incident for ev: at once, or after a hold-down.
@@ -232,7 +243,8 @@ func (e *Engine) open(tx *store.Tx, ev *Event, absence *store.Incident) (*Outcom
 		LastSeen:    ev.At,
 		Count:       1,
 		LastMessage: ev.MessageID,
-		NoPSA:       !e.Router.Enabled(ev.Client),
+		NoPSA:       !e.Router.EnabledAt(ev.Client, ev.At),
+		Severity:    ev.Severity,
 		Absence:     absence != nil,
 	}
 	inc.Provider = e.Router.Effective(ev.Client, ev.Device, ev.Overrides).Provider()
@@ -388,6 +400,10 @@ func (e *Engine) close(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, 
 	if !cur.NoPSA {
 		j := e.job(ev, cur, store.OpClose)
 		j.NoteText, j.NoteTitle, j.NoteKind = ev.NoteText, "Resolved", psa.NoteResolution
+		if cur.Throttled > 0 {
+			j.NoteText = stormSummary(cur) + "\n\n" + j.NoteText
+		}
+		resetStorm(cur)
 		if err := tx.AddJob(j); err != nil {
 			return nil, err
 		}
@@ -528,7 +544,7 @@ func (e *Engine) Fire(tx *store.Tx, tm store.Timer, now time.Time) (*Outcome, er
 				"(psagate could not read the alert text kept for this hold-down; see `psagate audit -device %q`)", inc.Device)}
 		}
 		inc.State, inc.OpenedAt, inc.Held = store.StateOpen, now, nil
-		inc.NoPSA = !e.Router.Enabled(inc.Client)
+		inc.NoPSA = !e.Router.EnabledAt(inc.Client, now)
 		desc := held.Description
 		if inc.Count > 1 {
 			desc += fmt.Sprintf("\n\n(%d alerts for this problem arrived during the hold-down, the first at %s.)",
@@ -544,6 +560,8 @@ func (e *Engine) Fire(tx *store.Tx, tm store.Timer, now time.Time) (*Outcome, er
 		}
 		return &Outcome{Decision: ActionTicket, Effect: EffectOpened, Incident: inc, Jobs: jobs,
 			Detail: fmt.Sprintf("hold-down ended without a recovery (first alert %s)", inc.FirstSeen.UTC().Format(time.RFC3339))}, nil
+	case timerStorm:
+		return e.fireStorm(tx, tm, now)
 	case "expect":
 		var rec expectRecord
 		found, err := tx.GetExpect(tm.Ref, &rec)

@@ -33,6 +33,7 @@ type Metrics struct {
 	LastMessageReceived   prometheus.Gauge
 	SMTPRefused           *prometheus.CounterVec // reason
 	BuildInfo             *prometheus.GaugeVec   // version, revision, goversion
+	Reconciled            *prometheus.CounterVec // result
 }
 
 // StateCounts feeds the gauges read from the database on each scrape.
@@ -97,7 +98,12 @@ func New(counts func() (StateCounts, error)) *Metrics {
 			Name: "psagate_build_info",
 			Help: "Always 1; the labels say which build runs (join on it: * on(instance) group_left(version) psagate_build_info).",
 		}, []string{"version", "revision", "goversion"}),
+		Reconciled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "psagate_tickets_reconciled_total",
+			Help: "Ticket states read back from the PSA (before a note or close, and by [incidents] reconcile_every), by result (open, closed-in-psa, error).",
+		}, []string{"result"}),
 	}
+	r.MustRegister(m.Reconciled)
 	r.MustRegister(m.SessionsActive, m.MessagesReceived, m.MessagesDropped, m.RuleMatches, m.Decisions,
 		m.PSAOperations, m.PSADuration, m.ProviderPaused, m.RulesLoaded, m.ConfigReloadSuccess,
 		m.ConfigReloadTimestamp, m.LastMessageReceived, m.SMTPRefused, m.BuildInfo)
@@ -119,6 +125,9 @@ func New(counts func() (StateCounts, error)) *Metrics {
 	}
 	v := version.Get()
 	m.BuildInfo.WithLabelValues(v.Version, v.Revision, v.GoVersion).Set(1)
+	for _, r := range ReconcileResults {
+		m.Reconciled.WithLabelValues(r)
+	}
 	return m
 }
 
@@ -127,7 +136,7 @@ func New(counts func() (StateCounts, error)) *Metrics {
 var (
 	MessageOutcomes = []string{"queued", "dropped", "rejected", "duplicate", "error"}
 	RefusalReasons  = []string{"network", "relay", "size", "recipients", "auth", "tls", "busy", "bare_lf", "protocol", "memory", "loop"}
-	PSAOps          = []string{"create", "note", "attach", "close", "reopen"}
+	PSAOps          = []string{"create", "note", "attach", "close", "reopen", "priority"}
 	PSAResults      = []string{"success", "transient_error", "permanent_error", "auth_error"}
 	// DecisionEffects are the decision/effect pairs the incident engine
 	// produces (internal/incident: each Outcome it returns).
@@ -135,7 +144,10 @@ var (
 		{"ticket", "opened"}, {"ticket", "held"}, {"ticket", "held-repeat"}, {"ticket", "new-ticket"}, {"ticket", "reopened"},
 		{"note", "noted"}, {"note", "ignored"}, {"note", "no-op"},
 		{"close", "closed"}, {"close", "cancelled"}, {"close", "noted-not-closed"}, {"close", "no-op"},
+		{"close", "closed-in-psa"}, {"note", "throttled"}, {"note", "summarised"}, {"note", "escalated"},
 	}
+	// ReconcileResults are the results of reading a ticket's state back.
+	ReconcileResults = []string{"open", "closed-in-psa", "error"}
 )
 
 // InitProviders creates the per-provider series of each named provider.

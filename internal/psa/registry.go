@@ -61,7 +61,7 @@ type Env struct {
 }
 
 // GeneralKeys are settings of the [psa] section shared by every provider.
-var GeneralKeys = []string{"provider", "auto_close"}
+var GeneralKeys = []string{"provider", "auto_close", "after_manual_close"}
 
 var (
 	regMu    sync.RWMutex

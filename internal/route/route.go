@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"psagate/internal/config"
 	"psagate/internal/psa"
@@ -91,6 +92,15 @@ func globFold(pattern, name string) bool {
 func (r *Router) Enabled(client string) bool {
 	if c := r.cfg.Client(client); c != nil {
 		return c.Enabled
+	}
+	return true
+}
+
+// EnabledAt is Enabled at a given time: a client disabled with
+// disabled_until is enabled again from then on.
+func (r *Router) EnabledAt(client string, now time.Time) bool {
+	if c := r.cfg.Client(client); c != nil {
+		return c.EnabledAt(now)
 	}
 	return true
 }

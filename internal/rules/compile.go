@@ -28,7 +28,7 @@ var (
 		"body_matches", "header", "has_attachment", "attachment_name_matches", "size_over", "client",
 		"authenticated", "dkim_domain", "extracted"}
 	thenKeys = []string{"action", "text", "key", "check", "summary", "description", "note", "delay",
-		"repeat", "reopen", "expect", "attach", "priority", "psa"}
+		"repeat", "reopen", "expect", "attach", "priority", "psa", "after_manual_close", "severity", "escalate_priority"}
 
 	// thenApplies lists, for each key of [rule.then] besides action, the
 	// actions it has an effect with. A key that does nothing with the rule's
@@ -47,6 +47,10 @@ var (
 		"attach":      {ActionTicket, ActionNote, ActionClose},
 		"priority":    {ActionTicket, ActionNote, ActionClose},
 		"psa":         {ActionTicket, ActionNote, ActionClose},
+
+		"after_manual_close": {ActionTicket},
+		"severity":           {ActionTicket},
+		"escalate_priority":  {ActionTicket},
 	}
 )
 
@@ -699,6 +703,33 @@ func (rc *ruleCtx) then(v any) {
 				continue
 			}
 			th.Repeat = s
+		case "after_manual_close":
+			s, ok := rc.str(path, val)
+			if !ok {
+				continue
+			}
+			if s != "new" && s != "reopen" {
+				rc.errf(path, "must be \"new\" or \"reopen\", not %q", s)
+				continue
+			}
+			th.AfterManualClose = s
+		case "severity":
+			s, ok := rc.str(path, val)
+			if !ok {
+				continue
+			}
+			if SeverityRank(s) == 0 {
+				rc.errf(path, "must be one of %s, not %q", strings.Join(Severities, ", "), s)
+				continue
+			}
+			th.Severity = s
+		case "escalate_priority":
+			b, ok := val.(bool)
+			if !ok {
+				rc.errf(path, "must be true or false, not %s", typeName(val))
+				continue
+			}
+			th.EscalatePriority = b
 		case "attach":
 			b, ok := val.(bool)
 			if !ok {

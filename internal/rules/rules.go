@@ -215,9 +215,30 @@ type Then struct {
 	Expect      time.Duration // a matching mail is expected at least this often per client/device
 	Repeat      string        // ticket: RepeatNote (default), RepeatIgnore or RepeatNew
 	Attach      bool          // upload the attachments to the ticket
+	// AfterManualClose overrides the after_manual_close policy: "new" or
+	// "reopen" after a technician closed the ticket.
+	AfterManualClose string
+	// Severity ranks the problem ("warning" < "failure" < "critical");
+	// EscalatePriority raises an open ticket's priority to this rule's
+	// when this rule reports a more severe problem for the same key.
+	Severity         string
+	EscalatePriority bool
 	// PSA holds overrides of the effective PSA settings, flattened
 	// ("connectwise.board"). Never credentials or connection settings.
 	PSA map[string]string
+}
+
+// Severities are the values of a rule's severity, least severe first.
+var Severities = []string{"info", "warning", "failure", "critical"}
+
+// SeverityRank orders severities: 0 for none or unknown, then 1, 2 ...
+func SeverityRank(s string) int {
+	for i, v := range Severities {
+		if v == s {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // Set is a compiled, ordered rule set. It is immutable and safe for

@@ -201,6 +201,9 @@ const (
 	StateOpen      = "open"      // a ticket exists (or its create job is queued)
 	StateClosed    = "closed"    // closed by a recovery (or by hand)
 	StateCancelled = "cancelled" // recovered inside the hold-down: no ticket was ever made
+	// StateClosedInPSA: someone closed, completed, merged or deleted the
+	// ticket in the PSA; psagate writes nothing more to it.
+	StateClosedInPSA = "closed-in-psa"
 )
 
 // Incident is one ongoing problem and its ticket.
@@ -229,6 +232,24 @@ type Incident struct {
 	Reopened    int             `json:"reopened,omitempty"`
 	LastMessage string          `json:"last_message,omitempty"`
 	Held        json.RawMessage `json:"held,omitempty"` // the ticket to open when a hold-down ends
+
+	// PSAStatus is the ticket's status as last read from the PSA, PSAGone
+	// that the PSA no longer knows it, CheckedAt when it was read.
+	PSAStatus string    `json:"psa_status,omitempty"`
+	PSAGone   bool      `json:"psa_gone,omitempty"`
+	CheckedAt time.Time `json:"checked_at,omitzero"`
+	// Storm control: notes in the current hour's window, and the repeats
+	// counted instead of noted since, for the one summary note.
+	NoteWindow     time.Time `json:"note_window,omitzero"`
+	WindowNotes    int       `json:"window_notes,omitempty"`
+	Throttled      int       `json:"throttled,omitempty"`
+	ThrottledFirst time.Time `json:"throttled_first,omitzero"`
+	ThrottledLast  time.Time `json:"throttled_last,omitzero"`
+	ThrottledText  string    `json:"throttled_text,omitempty"` // the last throttled repeat's summary
+	// Severity is the highest severity reported for the incident (see
+	// incident.SeverityRank); Escalated that its priority was raised.
+	Severity  string `json:"severity,omitempty"`
+	Escalated bool   `json:"escalated,omitempty"`
 }
 
 // Active reports whether the incident is pending or open.
@@ -342,6 +363,8 @@ const (
 	OpAttach = "attach"
 	OpClose  = "close"
 	OpReopen = "reopen"
+	// OpPriority raises the ticket's priority (escalation) and notes why.
+	OpPriority = "priority"
 )
 
 // Job is one PSA call to make, in the outbox or the dead letters.
@@ -367,6 +390,11 @@ type Job struct {
 	AttachName  string       `json:"attach_name,omitempty"`
 	AttachType  string       `json:"attach_type,omitempty"`
 	AttachData  []byte       `json:"attach_data,omitempty"`
+	// Recur marks a note that reports the failure again (a repeat): if the
+	// ticket turns out to be closed in the PSA, the failure is ticketed
+	// again (after_manual_close) instead of noted. Summary and Description
+	// then hold the repeat's ticket text.
+	Recur bool `json:"recur,omitempty"`
 
 	Created   time.Time `json:"created"`
 	Attempts  int       `json:"attempts"`
