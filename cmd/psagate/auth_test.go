@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"psagate/internal/auth/dnstest"
+	"psagate/internal/testutil"
 )
 
 // TestTryExplainShowsAuthenticationResults: try runs the same sender
@@ -49,4 +50,44 @@ func TestTryExplainShowsAuthenticationResults(t *testing.T) {
 			t.Errorf("signed: output lacks %q:\n%s", want, parts[1])
 		}
 	}
+}
+
+// TestCheckWarnsInternetWithoutRequireAuth: a listener open to 0.0.0.0/0
+// with no require_auth anywhere passes the check with a warning; with
+// require_auth on only some clients the others are named; the shipped
+// internet profile passes without a warning.
+func TestCheckWarnsInternetWithoutRequireAuth(t *testing.T) {
+	open := "[smtp]\nallowed_networks = [\"0.0.0.0/0\"]\n"
+	for _, tc := range []struct {
+		name, cfg, want string
+	}{
+		{"none", writeConfigSMTP(t, open, ""), "warning: smtp.allowed_networks includes 0.0.0.0/0 (the whole internet) and no client or rule has require_auth"},
+		{"some", writeConfigSMTP(t, open, "[[client]]\nname = \"b\"\nrecipients = [\"b@alerts.example.net\"]\nrequire_auth = [\"datto.com\"]\n"),
+			"these clients have no require_auth: pinecrest"},
+		{"lan only", writeConfigSMTP(t, "[smtp]\nallowed_networks = [\"10.0.0.0/8\"]\n", ""), ""},
+	} {
+		code, out, stderr := runCLI("check", "-config", tc.cfg)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s%s", tc.name, code, out, stderr)
+		}
+		if tc.want == "" && strings.Contains(out, "warning") || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: output %q, want %q", tc.name, out, tc.want)
+		}
+	}
+	t.Chdir(testutil.RepoRoot(t)) // the profile's paths are relative to the repository
+	code, out, _ := runCLI("check", "-config", filepath.Join("configs", "internet.toml"))
+	if code != 0 || strings.Contains(out, "warning") {
+		t.Errorf("configs/internet.toml: exit %d\n%s", code, out)
+	}
+}
+
+// writeConfigSMTP is writeConfig with the [smtp] section replaced by smtp
+// (accept_domains added) and extra appended.
+func writeConfigSMTP(t *testing.T, smtp, extra string) string {
+	t.Helper()
+	p := writeConfig(t, "", extra)
+	b, _ := os.ReadFile(p)
+	s := strings.Replace(string(b), "[smtp]\n", smtp, 1)
+	os.WriteFile(p, []byte(s), 0o600)
+	return p
 }

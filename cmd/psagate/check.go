@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"psagate/internal/app"
 	"psagate/internal/config"
@@ -99,6 +100,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if problems > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d problem(s) found", problems)}
 	}
+	for _, w := range internetWarnings(cfg, rs) {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", cfg.File, w)
+	}
 	files := map[string]bool{}
 	for _, ru := range rs.Rules() {
 		files[ru.File] = true
@@ -121,4 +125,46 @@ func rulesDirKnown(err error) bool {
 		}
 	}
 	return true
+}
+
+// internetWarnings are what is legal but dangerous in a config whose SMTP
+// listener is open to the whole internet (allowed_networks holds 0.0.0.0/0
+// or ::/0) without SMTP AUTH: anyone can then send a mail that claims to
+// be a vendor's "backup succeeded" and close a real ticket, unless
+// require_auth makes psagate check the vendor's DKIM/SPF. They do not fail
+// the check: a lab set-up may mean it.
+func internetWarnings(cfg *config.Config, rs *rules.Set) []string {
+	open := ""
+	for _, p := range cfg.SMTP.AllowedPrefixes {
+		if p.Bits() == 0 {
+			open = p.String()
+			break
+		}
+	}
+	smtpAuth := len(cfg.SMTP.Users) > 0 // require_auth defaults to true when users exist
+	if cfg.SMTP.RequireAuth != nil {
+		smtpAuth = *cfg.SMTP.RequireAuth
+	}
+	if open == "" || smtpAuth {
+		return nil
+	}
+	var without []string
+	for _, c := range cfg.Clients {
+		if len(c.RequireAuth) == 0 {
+			without = append(without, c.Name)
+		}
+	}
+	ruleAuth := false
+	for _, r := range rs.Rules() {
+		ruleAuth = ruleAuth || len(r.RequireAuth) > 0
+	}
+	switch {
+	case len(without) == len(cfg.Clients) && !ruleAuth:
+		return []string{fmt.Sprintf("smtp.allowed_networks includes %s (the whole internet) and no client or rule has require_auth: "+
+			"anyone can send a forged vendor recovery that closes a real ticket; set require_auth = [\"vendor.example\"] on every client (docs/internet.md)", open)}
+	case len(without) > 0:
+		return []string{fmt.Sprintf("smtp.allowed_networks includes %s (the whole internet) and these clients have no require_auth: %s (docs/internet.md)",
+			open, strings.Join(without, ", "))}
+	}
+	return nil
 }

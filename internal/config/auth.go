@@ -73,3 +73,47 @@ func RequiresAuthFor(list []string, domain string) string {
 	}
 	return ""
 }
+
+// expandRecipients resolves smtp.accept_recipients: lower-cased, "clients"
+// replaced by every client's recipients.
+func (l *loader) expandRecipients(cfg *Config) {
+	in := cfg.SMTP.AcceptRecipients
+	if in == nil {
+		return
+	}
+	var out []string
+	for i, r := range in {
+		r = strings.ToLower(strings.TrimSpace(r))
+		switch {
+		case r == "clients":
+			for _, c := range cfg.Clients {
+				out = append(out, c.Recipients...)
+			}
+		case strings.Count(r, "@") != 1 || strings.HasPrefix(r, "@"):
+			l.errf("smtp.accept_recipients", "entry %d %q is not an address (or \"clients\" for every client's recipients)", i+1, in[i])
+		default:
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		// An empty allowlist would refuse every mail: say so rather than
+		// run a gateway that takes nothing.
+		l.errf("smtp.accept_recipients", "lists no address (no client has recipients)")
+	}
+	cfg.SMTP.AcceptRecipients = out
+}
+
+// RecipientAllowed reports whether the recipient allowlist takes addr;
+// without a list every address (in accept_domains) is taken.
+func (s *SMTP) RecipientAllowed(addr string) bool {
+	if s.AcceptRecipients == nil {
+		return true
+	}
+	addr = strings.ToLower(strings.Trim(addr, "<> "))
+	for _, r := range s.AcceptRecipients {
+		if r == addr {
+			return true
+		}
+	}
+	return false
+}

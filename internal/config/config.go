@@ -53,33 +53,40 @@ type Config struct {
 
 // SMTP is the [smtp] section.
 type SMTP struct {
-	Listen           string         `toml:"listen"`
-	Hostname         string         `toml:"hostname"`
-	MaxMessageBytes  int64          `toml:"max_message_bytes"`
-	MaxRecipients    int            `toml:"max_recipients"`
-	ReadTimeout      Duration       `toml:"read_timeout"`
-	WriteTimeout     Duration       `toml:"write_timeout"`
-	DataTimeout      Duration       `toml:"data_timeout"`
-	MaxSessions      int            `toml:"max_sessions"`
-	MaxSessionsPerIP int            `toml:"max_sessions_per_ip"`
-	MaxCommands      int            `toml:"max_commands"`      // commands before MAIL FROM
-	MailTimeout      Duration       `toml:"mail_timeout"`      // from connect (or the last message) to MAIL FROM
-	MaxIdleCommands  int            `toml:"max_idle_commands"` // NOOP, RSET, ... per message
-	ReservedSessions *int           `toml:"reserved_sessions"` // slots kept for addresses with no session
-	MaxInflightBytes int64          `toml:"max_inflight_bytes"`
-	MaxHops          int            `toml:"max_hops"` // Received: headers before a message is taken for a loop
-	MaxAuthFailures  int            `toml:"max_auth_failures"`
-	AuthFailurePause Duration       `toml:"auth_failure_pause"`
-	MaxLineLength    int            `toml:"max_line_length"`
-	MaxHeaders       int            `toml:"max_headers"`
-	MaxMIMEParts     int            `toml:"max_mime_parts"`
-	MaxMIMEDepth     int            `toml:"max_mime_depth"`
-	ShutdownTimeout  Duration       `toml:"shutdown_timeout"`
-	SessionTimeout   Duration       `toml:"session_timeout"`
-	BareLF           string         `toml:"bare_lf"` // normalize | reject
-	RequireAuth      *bool          `toml:"require_auth"`
-	AllowedNetworks  []string       `toml:"allowed_networks"`
-	AcceptDomains    []string       `toml:"accept_domains"`
+	Listen           string   `toml:"listen"`
+	Hostname         string   `toml:"hostname"`
+	MaxMessageBytes  int64    `toml:"max_message_bytes"`
+	MaxRecipients    int      `toml:"max_recipients"`
+	ReadTimeout      Duration `toml:"read_timeout"`
+	WriteTimeout     Duration `toml:"write_timeout"`
+	DataTimeout      Duration `toml:"data_timeout"`
+	MaxSessions      int      `toml:"max_sessions"`
+	MaxSessionsPerIP int      `toml:"max_sessions_per_ip"`
+	// MaxConnPerMinutePerIP caps new connections from one address per
+	// minute (0: no cap); for a listener open to the internet.
+	MaxConnPerMinutePerIP int      `toml:"max_connections_per_minute_per_ip"`
+	MaxCommands           int      `toml:"max_commands"`      // commands before MAIL FROM
+	MailTimeout           Duration `toml:"mail_timeout"`      // from connect (or the last message) to MAIL FROM
+	MaxIdleCommands       int      `toml:"max_idle_commands"` // NOOP, RSET, ... per message
+	ReservedSessions      *int     `toml:"reserved_sessions"` // slots kept for addresses with no session
+	MaxInflightBytes      int64    `toml:"max_inflight_bytes"`
+	MaxHops               int      `toml:"max_hops"` // Received: headers before a message is taken for a loop
+	MaxAuthFailures       int      `toml:"max_auth_failures"`
+	AuthFailurePause      Duration `toml:"auth_failure_pause"`
+	MaxLineLength         int      `toml:"max_line_length"`
+	MaxHeaders            int      `toml:"max_headers"`
+	MaxMIMEParts          int      `toml:"max_mime_parts"`
+	MaxMIMEDepth          int      `toml:"max_mime_depth"`
+	ShutdownTimeout       Duration `toml:"shutdown_timeout"`
+	SessionTimeout        Duration `toml:"session_timeout"`
+	BareLF                string   `toml:"bare_lf"` // normalize | reject
+	RequireAuth           *bool    `toml:"require_auth"`
+	AllowedNetworks       []string `toml:"allowed_networks"`
+	AcceptDomains         []string `toml:"accept_domains"`
+	// AcceptRecipients, when set, is the recipient allowlist: only these
+	// addresses (in accept_domains) are taken; "clients" stands for every
+	// client's recipients.
+	AcceptRecipients []string       `toml:"accept_recipients"`
 	RequireTLS       bool           `toml:"require_tls"`
 	TLSCert          string         `toml:"tls_cert"`
 	TLSKey           string         `toml:"tls_key"`
@@ -717,6 +724,7 @@ func (l *loader) smtp(s *SMTP) {
 		l.errf("smtp.max_inflight_bytes", "%d is less than max_message_bytes (%d): a message of the allowed size could never be taken", s.MaxInflightBytes, s.MaxMessageBytes)
 	}
 	limit(l, "smtp.max_hops", &s.MaxHops, 50, 1)
+	limit(l, "smtp.max_connections_per_minute_per_ip", &s.MaxConnPerMinutePerIP, 0, 0)
 	limit(l, "smtp.max_auth_failures", &s.MaxAuthFailures, 5, 1)
 	defDur(&s.AuthFailurePause, 5*time.Minute)
 	// RFC 5322 allows 998 bytes, but alert tools send single-line HTML of

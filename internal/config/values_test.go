@@ -20,6 +20,7 @@ var limitCases = []struct {
 	{"smtp", "max_recipients", "-1", "must be at least 1, not -1 (leave it out for the default, 50)"},
 	{"smtp", "max_sessions", "-5", "must be at least 1, not -5 (leave it out for the default, 200)"},
 	{"smtp", "max_sessions_per_ip", "-1", "must be at least 1, not -1 (leave it out for the default, 40)"},
+	{"smtp", "max_connections_per_minute_per_ip", "-1", "must be at least 0, not -1 (leave it out for the default, 0)"},
 	{"smtp", "max_commands", "-1", "must be at least 1, not -1 (leave it out for the default, 100)"},
 	{"smtp", "max_auth_failures", "-1", "must be at least 1, not -1 (leave it out for the default, 5)"},
 	{"smtp", "max_line_length", "-1", "must be at least 1, not -1 (leave it out for the default, 65536)"},

@@ -63,7 +63,8 @@ type Server struct {
 	conns       map[*conn]struct{} // open sessions, to wake idle ones at shutdown
 	now         func() time.Time
 
-	inflight atomic.Int64 // bytes of smtp.max_inflight_bytes in use (receive.go)
+	inflight atomic.Int64               // bytes of smtp.max_inflight_bytes in use (receive.go)
+	rate     map[netip.Addr]*rateWindow // connections per minute per IP (rate.go), under mu
 }
 
 type authFail struct {
@@ -300,6 +301,9 @@ func (s *Server) admit(ip netip.Addr) (int, string, string) {
 	defer s.mu.Unlock()
 	if f := s.authFails[ip]; f != nil && s.now().Before(f.until) {
 		return 421, fmt.Sprintf("4.7.0 %s: too many failed logins from %s; try again after %s", s.conf().Hostname, ip, f.until.UTC().Format(time.RFC3339)), "auth"
+	}
+	if s.overRate(ip) {
+		return 421, fmt.Sprintf("4.7.0 %s: too many connections from %s in the last minute (%d); try again later", s.conf().Hostname, ip, s.conf().MaxConnPerMinutePerIP), "rate"
 	}
 	if s.total >= s.conf().MaxSessions {
 		return 421, fmt.Sprintf("4.7.0 %s: too many connections (%d); try again later", s.conf().Hostname, s.conf().MaxSessions), "busy"
@@ -778,6 +782,10 @@ func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	dom := strings.ToLower(strings.TrimSuffix(to[at+1:], "."))
 	for _, d := range ss.s.conf().AcceptDomains {
 		if dom == d {
+			if !ss.s.conf().RecipientAllowed(to) {
+				ss.s.refuse("recipient")
+				return smtpErr(550, [3]int{5, 1, 1}, fmt.Sprintf("<%s>: no such recipient here (smtp.accept_recipients)", to))
+			}
 			ss.rcpts = append(ss.rcpts, strings.ToLower(to))
 			if ss.conn != nil {
 				ss.conn.progress()
