@@ -135,7 +135,7 @@ func New(counts func() (StateCounts, error)) *Metrics {
 // must be listed here (tests check the callers' words against them).
 var (
 	MessageOutcomes = []string{"queued", "dropped", "rejected", "duplicate", "error"}
-	RefusalReasons  = []string{"network", "relay", "size", "recipients", "auth", "tls", "busy", "bare_lf", "protocol", "memory", "loop"}
+	RefusalReasons  = []string{"network", "relay", "size", "recipients", "auth", "tls", "busy", "bare_lf", "protocol", "memory", "loop", "rate", "recipient"}
 	PSAOps          = []string{"create", "note", "attach", "close", "reopen", "priority"}
 	PSAResults      = []string{"success", "transient_error", "permanent_error", "auth_error"}
 	// DecisionEffects are the decision/effect pairs the incident engine
