@@ -113,3 +113,18 @@ func TestCheckOK(t *testing.T) {
 		t.Fatalf("exit %d\nstdout %q\nwant   %q\nstderr %q", code, out, want, stderr)
 	}
 }
+
+// A close rule whose key names no extracted device or job would close
+// every machine's incident of a client with one machine's success: check
+// refuses it, at the line of its key (or of its action when the key is the
+// default one).
+func TestCheckRefusesCloseRuleWithoutDevice(t *testing.T) {
+	cfg, rulesDir := checkFiles(t, "[smtp]\naccept_domains = [\"a.example\"]\n[rules]\ndir = %q\n",
+		"[[rule]]\nname = \"ok\"\n[rule.if]\nsubject_contains = [\"Succeeded\"]\n[rule.then]\naction = \"close\"\n\n"+
+			"[[rule]]\nname = \"ok2\"\n[rule.if]\nsubject_contains = [\"OK\"]\n[rule.extract]\njob = 'Job (\\S+)'\n[rule.then]\naction = \"close\"\nkey = \"{client}/backup\"\n")
+	file := filepath.Join(rulesDir, "a.toml")
+	checkOutput(t, cfg, []string{
+		file + `:6: rule "ok": a close rule must extract the device or job it closes: key "{client}/{device}/{check}" names {device}, which neither this rule's [rule.extract] nor an earlier stop = false rule sets, so one machine's success would close another machine's incident; extract device (or job) in [rule.extract] and name it in the key`,
+		file + `:16: rule "ok2": a close rule must extract the device or job it closes: key "{client}/backup" names no device or job field, so one machine's success would close another machine's incident; extract device (or job) in [rule.extract] and name it in the key`,
+	})
+}

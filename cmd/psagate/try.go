@@ -41,6 +41,8 @@ type tryLine struct {
 	Problems []string `json:"problems,omitempty"`
 	Reject   string   `json:"reject_text,omitempty"`
 	Auth     string   `json:"auth,omitempty"`
+	Guard    string   `json:"guard,omitempty"`
+	Was      string   `json:"was,omitempty"`
 }
 
 func cmdTry(args []string, stdout, stderr io.Writer) error {
@@ -139,7 +141,7 @@ func toTryLine(file string, r *gateway.TrialResult) tryLine {
 	v := r.Verdict
 	l := tryLine{File: file, ID: r.ID, At: r.At.UTC().Format(time.RFC3339), Decision: r.Decision, Effect: r.Effect,
 		Rule: v.Rule, Audit: v.Audit, Client: v.Client, Device: v.Device, Key: v.Key, Summary: v.Summary,
-		Problems: v.Problems, Auth: v.Auth}
+		Problems: v.Problems, Auth: v.Auth, Guard: v.Guard, Was: v.Was}
 	if r.Decision == gateway.Reject {
 		l.Reject = v.RejectText
 	}
@@ -179,6 +181,9 @@ func printTry(w io.Writer, l tryLine, r *gateway.TrialResult, snap *gateway.Snap
 		dec += " (" + l.Effect + ")"
 	}
 	fmt.Fprintf(w, "  decision: %s\n", dec)
+	if l.Guard != "" {
+		fmt.Fprintf(w, "  safety:   not %s, because %s\n", l.Was, l.Guard)
+	}
 	rule := l.Rule
 	if r.Verdict.RuleFile != "" {
 		rule += "  [" + r.Verdict.RuleFile + "]"

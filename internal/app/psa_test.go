@@ -283,7 +283,7 @@ autotask.company_id = 501
 	cfg := withPSA(t, t.TempDir(), psaTOML("psa", org)+"[deliver.autotask]\nrate_per_minute = 100000\n", clients)
 	h := startApp(t, cfg, Options{})
 	mail := func(to, dev string) []byte {
-		return []byte(fmt.Sprintf("From: bdr@x.example\r\nTo: %s\r\nSubject: [BDR] Failed Backup: %s\r\nMessage-ID: <%s@x>\r\n\r\nx360Recover alert from appliance BDR\r\n", to, dev, dev))
+		return []byte(fmt.Sprintf("From: bdr@pinecrest-vet.example\r\nTo: %s\r\nSubject: [BDR] Failed Backup: %s\r\nMessage-ID: <%s@x>\r\n\r\nx360Recover alert from appliance BDR\r\n", to, dev, dev))
 	}
 	for _, m := range []struct{ to, dev string }{{"pinecrest@alerts.example.net", "PVC-SRV-1"}, {"acme@alerts.example.net", "ACME-SRV-1"}} {
 		if r := testutil.SendMail(t, h.app.SMTPAddr(), "bdr@x.example", []string{m.to}, mail(m.to, m.dev)); !strings.HasPrefix(r, "250") {

@@ -344,7 +344,7 @@ func alertMail(to, device, kind string, n int) []byte {
 	if kind == "ok" {
 		subject = "[BDR1] Successful Backup: " + device
 	}
-	return []byte(fmt.Sprintf("From: BDR1 <bdr1@appliance.example>\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s-%s-%d@bdr1>\r\n\r\n"+
+	return []byte(fmt.Sprintf("From: BDR1 <bdr1@pinecrest-vet.example>\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s-%s-%d@bdr1>\r\n\r\n"+
 		"x360Recover alert from appliance BDR1\r\n\r\n  Protected system:  %s\r\n", to, subject, device, kind, n, device))
 }
 

@@ -85,6 +85,12 @@ type Verdict struct {
 	AfterManualClose string `json:"after_manual_close,omitempty"`
 	Severity         string `json:"severity,omitempty"`
 	Escalate         bool   `json:"escalate_priority,omitempty"`
+
+	// Guard says why a safety check (safety.go) quarantined a message the
+	// rule had decided otherwise; Was is that decision. Both are empty
+	// when the rule's decision stands.
+	Guard string `json:"guard,omitempty"`
+	Was   string `json:"was,omitempty"`
 }
 
 // Snapshot is one consistent configuration: config, rules and the router
@@ -293,6 +299,9 @@ func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verd
 			v.Overrides = map[string]string{}
 		}
 		v.Overrides["after_manual_close"] = th.AfterManualClose
+	}
+	if why := s.safetyCheck(v, a, th, d.Rule != nil, vars); why != "" {
+		v.Guard, v.Was, v.Action = why, v.Action, Quarantine
 	}
 	return v, tr
 }

@@ -522,11 +522,13 @@ func Process(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.SpoolEntr
 	switch v.Action {
 	case Quarantine:
 		reason := "rule " + v.Rule
-		switch v.Rule {
-		case BuiltinInjection:
+		switch {
+		case v.Rule == BuiltinInjection:
 			reason = "header injection: " + joinProblems(v.Problems)
-		case BuiltinAuth:
+		case v.Rule == BuiltinAuth:
 			reason = "sender authentication: " + joinProblems(v.Problems)
+		case v.Guard != "":
+			reason = fmt.Sprintf("unsafe to %s (rule %s): %s", v.Was, v.Rule, v.Guard)
 		}
 		if err := tx.Quarantine(e, reason); err != nil {
 			return nil, err

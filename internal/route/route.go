@@ -55,6 +55,29 @@ func (r *Router) ByEnvelope(rcpts []string, senders ...string) string {
 	return ""
 }
 
+// SenderPinned reports whether client lists its senders and none of the
+// given sender addresses (envelope and header) is one of them: mail that
+// claims to be the client's alert but comes from elsewhere, such as a
+// look-alike domain. A client without senders pins nothing.
+func (r *Router) SenderPinned(client string, senders ...string) bool {
+	c := r.cfg.Client(client)
+	if c == nil || len(c.Senders) == 0 {
+		return false
+	}
+	for _, s := range senders {
+		s = strings.ToLower(strings.TrimSpace(s))
+		if s == "" {
+			continue
+		}
+		for _, want := range c.Senders {
+			if matchSender(want, s) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func matchSender(want, addr string) bool {
 	if strings.HasPrefix(want, "@") {
 		return strings.HasSuffix(addr, want)

@@ -764,8 +764,11 @@ func (rc *ruleCtx) then(v any) {
 			}
 		}
 	}
+	rc.r.keyLine = rc.line("then.action")
 	if th.Key == nil {
 		th.Key = mustTemplate("{client}/{device}/{check}")
+	} else {
+		rc.r.keyLine = rc.line("then.key")
 	}
 	if th.Summary == nil {
 		th.Summary = mustTemplate("{subject}")
@@ -909,12 +912,54 @@ func (c *compiler) checkTemplates() {
 						nt.path, f, didYouMean(f, avail), strings.Join(Builtins, ", "), extra)})
 			}
 		}
+		c.checkCloseKey(r, chain)
 		if r.Mode == ModeEnforce && !r.Stop {
 			for _, f := range r.Fields {
 				chain[f] = true
 			}
 		}
 	}
+}
+
+// checkCloseKey refuses a close rule whose key names nothing the rule
+// extracts: such a key is the same for every machine of a client, so one
+// machine's success would close another machine's open incident, which
+// is the worst thing a ticketing gateway can do (a real problem silently
+// marked solved). chain holds the fields of the stop = false rules before r.
+func (c *compiler) checkCloseKey(r *Rule, chain map[string]bool) {
+	if r.Then == nil || r.Then.Action != ActionClose || r.Then.Key == nil {
+		return
+	}
+	parts := KeyParts(r.Then.Key)
+	for _, f := range parts {
+		if slices.Contains(r.Fields, f) || chain[f] {
+			return
+		}
+		if f != "device" {
+			return // an unknown field: the template check above reported it
+		}
+	}
+	what := "names no device or job field"
+	if len(parts) > 0 {
+		what = fmt.Sprintf("names {%s}, which neither this rule's [rule.extract] nor an earlier stop = false rule sets", strings.Join(parts, "}, {"))
+	}
+	c.errs = append(c.errs, &Error{File: r.File, Line: r.keyLine, Rule: r.Name,
+		Msg: fmt.Sprintf("a close rule must extract the device or job it closes: key %q %s, so one machine's success would close another machine's incident; extract device (or job) in [rule.extract] and name it in the key",
+			r.Then.Key.String(), what)})
+}
+
+// KeyParts returns the fields of a key template that say which device or
+// job an incident is about: device, and every field that is not built in
+// (client, check, subject, ... identify no machine). A close needs one of
+// them non-empty, or it could close another machine's incident.
+func KeyParts(key *Template) []string {
+	var out []string
+	for _, f := range key.Fields() {
+		if f == "device" || !slices.Contains(Builtins, f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 type namedTemplate struct {

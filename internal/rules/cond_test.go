@@ -255,6 +255,8 @@ action = "note"
 [[rule]]
 name = "a-100-first"
 priority = 100
+[rule.extract]
+device = 'on (\S+)'
 [rule.then]
 action = "close"
 

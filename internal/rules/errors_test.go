@@ -69,7 +69,7 @@ func TestCompileErrors(t *testing.T) {
 			`then.delay: bad duration "15x": write e.g. "90s", "15m", "4h" or "2d"`},
 		{"bad reopen", "[[rule]]\nname = \"x\"\n[rule.then]\naction = \"ticket\"\nreopen = \"1 day\" #!\n", "x",
 			`then.reopen: bad duration "1 day": write e.g. "90s", "15m", "4h" or "2d"`},
-		{"negative expect", "[[rule]]\nname = \"x\"\n[rule.then]\naction = \"close\"\nexpect = \"-5m\" #!\n", "x",
+		{"negative expect", "[[rule]]\nname = \"x\"\n[rule.extract]\ndevice = 'on (\\S+)'\n[rule.then]\naction = \"close\"\nexpect = \"-5m\" #!\n", "x",
 			`then.expect: duration "-5m" is negative`},
 		{"duration not a string", "[[rule]]\nname = \"x\"\n[rule.then]\naction = \"ticket\"\ndelay = 15 #!\n", "x",
 			`then.delay: must be a string, not an integer`},
@@ -102,7 +102,7 @@ func TestCompileErrors(t *testing.T) {
 			`then.key: bad placeholder "{client/{device}" at character 1: field names are letters, digits and "_" (write "{{" and "}}" for literal braces)`},
 		{"template single brace", "[[rule]]\nname = \"x\"\n[rule.then]\naction = \"ticket\"\ndescription = \"a } b\" #!\n", "x",
 			`then.description: single "}" at character 3 (write "}}" for a literal brace)`},
-		{"template unclosed", "[[rule]]\nname = \"x\"\n[rule.then]\naction = \"close\"\nnote = \"{device\" #!\n", "x",
+		{"template unclosed", "[[rule]]\nname = \"x\"\n[rule.extract]\ndevice = 'on (\\S+)'\n[rule.then]\naction = \"close\"\nnote = \"{device\" #!\n", "x",
 			`then.note: unclosed "{" at character 1 (write "{{" for a literal brace)`},
 		{"drop without condition", "[[rule]] #!\nname = \"x\"\n[rule.then]\naction = \"drop\"\n", "x",
 			"a drop rule without [rule.if] conditions would drop every message; add a condition"},
@@ -120,7 +120,7 @@ func TestCompileErrors(t *testing.T) {
 			"duplicate rule name: it is also defined at t.toml:1; rule names must be unique across all rule files"},
 		{"delay on note", "[[rule]]\nname = \"x\"\n[rule.then]\naction = \"note\"\ndelay = \"5m\" #!\n", "x",
 			`then.delay: has no effect with action "note"; it applies to ticket only`},
-		{"repeat on close", "[[rule]]\nname = \"x\"\n[rule.then]\naction = \"close\"\nrepeat = \"note\" #!\n", "x",
+		{"repeat on close", "[[rule]]\nname = \"x\"\n[rule.extract]\ndevice = 'on (\\S+)'\n[rule.then]\naction = \"close\"\nrepeat = \"note\" #!\n", "x",
 			`then.repeat: has no effect with action "close"; it applies to ticket only`},
 		{"reopen on drop", "[[rule]]\nname = \"x\"\n[rule.if]\nfrom = \"@a.example\"\n[rule.then]\naction = \"drop\"\nreopen = \"1h\" #!\n", "x",
 			`then.reopen: has no effect with action "drop"; it applies to ticket only`},
@@ -178,6 +178,12 @@ func TestCompileErrors(t *testing.T) {
 			`extract.b: field "device" is also extracted by extract.a; each field may be extracted once per rule`},
 		{"extract bad key", "[[rule]]\nname = \"x\"\n[rule.extract]\n\"dev-ice\" = '(\\w+)' #!\n" + then, "x",
 			`extract.dev-ice: "dev-ice" cannot name a field: use letters, digits and _`},
+		{"close without extract", "[[rule]]\nname = \"x\"\n[rule.then]\naction = \"close\" #!\n", "x",
+			`a close rule must extract the device or job it closes: key "{client}/{device}/{check}" names {device}, which neither this rule's [rule.extract] nor an earlier stop = false rule sets`},
+		{"close key without device", "[[rule]]\nname = \"x\"\n[rule.extract]\ndevice = 'on (\\S+)'\n[rule.then]\naction = \"close\"\nkey = \"{client}/{check}/{subject}\" #!\n", "x",
+			`a close rule must extract the device or job it closes: key "{client}/{check}/{subject}" names no device or job field`},
+		{"close key on device not extracted", "[[rule]]\nname = \"y\"\n[rule.extract]\njob = 'job (\\S+)'\n[rule.then]\naction = \"close\"\nkey = \"{client}/{device}/backup\" #!\n", "y",
+			`a close rule must extract the device or job it closes: key "{client}/{device}/backup" names {device}, which neither`},
 		{"if not a table", "[[rule]]\nname = \"x\"\nif = \"from\" #!\n" + then, "x",
 			"if: must be a table of conditions ([rule.if]), not a string"},
 	}
@@ -278,7 +284,7 @@ func TestLoad(t *testing.T) {
 		}
 	}
 	write("20-b.toml", "[[rule]]\nname = \"b\"\npriority = 5\n[rule.then]\naction = \"note\"\n")
-	write("10-a.toml", "[[rule]]\nname = \"a\"\npriority = 5\n[rule.then]\naction = \"close\"\n")
+	write("10-a.toml", "[[rule]]\nname = \"a\"\npriority = 5\n[rule.extract]\ndevice = 'on (\\S+)'\n[rule.then]\naction = \"close\"\n")
 	write(".#10-a.toml", "not toml at all [[[")
 	write("notes.txt", "not a rule file")
 	if err := os.Mkdir(filepath.Join(dir, "old.toml"), 0o755); err != nil {

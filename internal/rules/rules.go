@@ -196,6 +196,7 @@ type Rule struct {
 	excepts  []*cond
 	extracts []*extractor
 	tpls     []namedTemplate // for the field check after ordering
+	keyLine  int             // of then.key, else of then.action: where a key problem is reported
 }
 
 // Then is what a rule does when it decides. Templates are nil when the rule
