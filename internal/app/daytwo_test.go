@@ -17,13 +17,13 @@ import (
 // bdrFailure is an x360Recover backup failure for device dev; n makes
 // each copy a distinct message (not an SMTP retry).
 func bdrFailure(dev string, n int) []byte {
-	return []byte(fmt.Sprintf("From: bdr@x.example\r\nTo: pinecrest@alerts.example.net\r\nSubject: [BDR] Failed Backup: %s\r\n"+
+	return []byte(fmt.Sprintf("From: bdr@pinecrest-vet.example\r\nTo: pinecrest@alerts.example.net\r\nSubject: [BDR] Failed Backup: %s\r\n"+
 		"Message-ID: <%s-%d@x>\r\n\r\nx360Recover alert from appliance BDR, attempt %d\r\n", dev, dev, n, n))
 }
 
 func sendFailure(t *testing.T, h *harness, dev string, n int) {
 	t.Helper()
-	if r := testutil.SendMail(t, h.app.SMTPAddr(), "bdr@x.example", []string{"pinecrest@alerts.example.net"}, bdrFailure(dev, n)); !strings.HasPrefix(r, "250") {
+	if r := testutil.SendMail(t, h.app.SMTPAddr(), "bdr@pinecrest-vet.example", []string{"pinecrest@alerts.example.net"}, bdrFailure(dev, n)); !strings.HasPrefix(r, "250") {
 		t.Fatal(r)
 	}
 	waitFor(t, "delivery", 20*time.Second, func() bool { return idle(h.app.DB) })
