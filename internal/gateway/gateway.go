@@ -556,7 +556,11 @@ func Process(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.SpoolEntr
 		return nil, err
 	}
 	r.Outcome, r.Decision, r.Effect = out, out.Decision, out.Effect
-	return r, tx.AddAudit(auditEntry(&v, e.MailFrom, rcpt, e.RemoteIP, e.Received, out.Decision, out.Effect, out.Incident, out.Detail))
+	detail := out.Detail
+	if len(ev.Withheld) > 0 {
+		detail = strings.TrimPrefix(detail+"; attachments not uploaded: "+strings.Join(ev.Withheld, "; "), "; ")
+	}
+	return r, tx.AddAudit(auditEntry(&v, e.MailFrom, rcpt, e.RemoteIP, e.Received, out.Decision, out.Effect, out.Incident, detail))
 }
 
 func joinProblems(p []string) string {
@@ -686,46 +690,4 @@ var ErrClosed = errors.New("gateway closed")
 // ClientOf is a helper for callers outside the package.
 func ClientOf(s *Snapshot, rcpts []string, from string) string {
 	return route.ClientName(s.Router.ByEnvelope(rcpts, from))
-}
-
-// blockedExt are file name endings never uploaded whatever type a mail
-// claims for them: a mail can lie about Content-Type, not about what a
-// technician's double-click will run.
-var blockedExt = []string{".exe", ".com", ".scr", ".bat", ".cmd", ".ps1", ".psm1", ".vbs", ".vbe", ".js", ".jse",
-	".wsf", ".wsh", ".hta", ".msi", ".msp", ".dll", ".jar", ".lnk", ".reg", ".iso", ".img", ".vhd", ".vhdx",
-	".docm", ".xlsm", ".pptm", ".html", ".htm", ".svg"}
-
-// FilterAttachments splits attachments into those that may be uploaded to a
-// ticket (allowed media type, within the size cap, no executable name) and
-// the others, described for a note.
-func FilterAttachments(in []message.Attachment, types []string, maxBytes int) (ok []message.Attachment, withheld []string) {
-	for _, a := range in {
-		name := strings.ToLower(a.Name)
-		reason := ""
-		switch {
-		case slices.ContainsFunc(blockedExt, func(e string) bool { return strings.HasSuffix(name, e) }):
-			reason = "file type never uploaded"
-		case !typeAllowed(a.ContentType, types):
-			reason = "type " + a.ContentType + " not in [deliver] attach_types"
-		case maxBytes > 0 && a.Size > maxBytes:
-			reason = fmt.Sprintf("%d bytes, over the %d-byte limit", a.Size, maxBytes)
-		}
-		if reason == "" {
-			ok = append(ok, a)
-			continue
-		}
-		withheld = append(withheld, fmt.Sprintf("%s (%s, %d bytes): %s", a.Name, a.ContentType, a.Size, reason))
-	}
-	return ok, withheld
-}
-
-func typeAllowed(ct string, allowed []string) bool {
-	ct = strings.ToLower(strings.TrimSpace(ct))
-	for _, t := range allowed {
-		t = strings.ToLower(t)
-		if t == ct || (strings.HasSuffix(t, "/*") && strings.HasPrefix(ct, strings.TrimSuffix(t, "*"))) {
-			return true
-		}
-	}
-	return false
 }

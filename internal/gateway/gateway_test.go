@@ -158,20 +158,49 @@ func TestNewIDSortsByTime(t *testing.T) {
 }
 
 func TestFilterAttachments(t *testing.T) {
-	in := []message.Attachment{
-		{Name: "boot.png", ContentType: "image/png", Size: 1000},
-		{Name: "report.pdf", ContentType: "application/pdf", Size: 2000},
-		{Name: "invoice.exe", ContentType: "image/png", Size: 10}, // lies about its type
-		{Name: "page.html", ContentType: "text/html", Size: 10},
-		{Name: "logs.zip", ContentType: "application/zip", Size: 10},
-		{Name: "huge.png", ContentType: "image/png", Size: 50 << 20},
-	}
-	ok, withheld := FilterAttachments(in, []string{"image/*", "application/pdf"}, 10<<20)
-	if len(ok) != 2 || ok[0].Name != "boot.png" || ok[1].Name != "report.pdf" {
-		t.Fatalf("uploaded %v", ok)
-	}
-	if len(withheld) != 4 || !strings.Contains(withheld[0], "invoice.exe") || !strings.Contains(withheld[3], "over the") {
-		t.Fatalf("withheld %q", withheld)
+	png := []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+	pdf := []byte("%PDF-1.7\n1 0 obj\n")
+	pe := append([]byte("MZ\x90\x00\x03\x00\x00\x00"), make([]byte, 64)...)
+	ole := []byte("\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+	for _, tc := range []struct {
+		a        message.Attachment
+		upload   bool
+		name, ct string // of the uploaded copy
+		why      string // in the withheld line
+	}{
+		{a: message.Attachment{Name: "boot.png", ContentType: "image/png", Data: png}, upload: true, name: "boot.png", ct: "image/png"},
+		{a: message.Attachment{Name: "report.pdf", ContentType: "application/octet-stream", Data: pdf}, upload: true, name: "report.pdf", ct: "application/pdf"},
+		{a: message.Attachment{Name: "job.log", ContentType: "text/plain", Data: []byte("12:00 job failed\r\n")}, upload: true, name: "job.log", ct: "text/plain"},
+		{a: message.Attachment{Name: "shot.png. .", ContentType: "image/png", Data: png}, upload: true, name: "shot.png", ct: "image/png"},
+		{a: message.Attachment{Name: "invoice.exe", ContentType: "image/png", Data: png}, why: "never uploaded"},
+		{a: message.Attachment{Name: "invoice.exe.", ContentType: "application/pdf", Data: pdf}, why: "never uploaded"},
+		{a: message.Attachment{Name: "invoice.EXE .", ContentType: "image/png", Data: pe}, why: "never uploaded"},
+		{a: message.Attachment{Name: "screenshot.png", ContentType: "image/png", Data: pe}, why: "a Windows program"},
+		{a: message.Attachment{Name: "setup.pif", ContentType: "image/png", Data: pe}, why: "never uploaded"},
+		{a: message.Attachment{Name: "panel.cpl", ContentType: "image/png", Data: pe}, why: "never uploaded"},
+		{a: message.Attachment{Name: "addin.xll", ContentType: "application/vnd.ms-excel", Data: pe}, why: "never uploaded"},
+		{a: message.Attachment{Name: "help.chm", ContentType: "application/octet-stream", Data: []byte("ITSF\x03\x00\x00\x00")}, why: "never uploaded"},
+		{a: message.Attachment{Name: "notes.one", ContentType: "application/onenote", Data: []byte("\xe4\x52\x5c\x7b\x8c\xd8")}, why: "never uploaded"},
+		{a: message.Attachment{Name: "portal.url", ContentType: "text/plain", Data: []byte("[InternetShortcut]\r\nURL=http://x\r\n")}, why: "never uploaded"},
+		{a: message.Attachment{Name: "page.mht", ContentType: "message/rfc822", Data: []byte("MIME-Version: 1.0\r\n")}, why: "never uploaded"},
+		{a: message.Attachment{Name: "page.html", ContentType: "text/html", Data: []byte("<html>")}, why: "never uploaded"},
+		{a: message.Attachment{Name: "old.doc", ContentType: "image/png", Data: ole}, why: "OLE compound"},
+		{a: message.Attachment{Name: "logs.zip", ContentType: "application/zip", Data: []byte("PK\x03\x04")}, why: "ZIP archive"},
+		{a: message.Attachment{Name: "readme.txt", ContentType: "text/plain", Data: png}, why: `ends in ".txt" but the content is image/png`},
+		{a: message.Attachment{Name: "shot.png", ContentType: "image/png", Data: pdf}, why: `ends in ".png" but the content is application/pdf`},
+		{a: message.Attachment{Name: "data.csv", ContentType: "text/csv", Data: []byte("a,b\n")}, why: "text/csv not in [deliver] attach_types"},
+		{a: message.Attachment{Name: "huge.png", ContentType: "image/png", Data: png, Size: 50 << 20}, why: "over the"},
+	} {
+		if tc.a.Size == 0 {
+			tc.a.Size = len(tc.a.Data)
+		}
+		ok, withheld := FilterAttachments([]message.Attachment{tc.a}, []string{"image/*", "application/pdf", "text/plain"}, 10<<20)
+		switch {
+		case tc.upload && (len(ok) != 1 || ok[0].Name != tc.name || ok[0].ContentType != tc.ct):
+			t.Errorf("%q: uploaded %+v, withheld %q; want it uploaded as %q (%s)", tc.a.Name, ok, withheld, tc.name, tc.ct)
+		case !tc.upload && (len(ok) != 0 || len(withheld) != 1 || !strings.Contains(withheld[0], tc.why)):
+			t.Errorf("%q: uploaded %d, withheld %q; want it withheld for %q", tc.a.Name, len(ok), withheld, tc.why)
+		}
 	}
 }
 
