@@ -239,11 +239,11 @@ func TestSamplesReplay(t *testing.T) {
 			opened := map[string]uint64{} // file → incident it opened
 			for _, g := range got {
 				r, res, v := g.row, g.res, g.res.Verdict
-				if !r.Accepts(res.Decision, res.Effect) {
+				if !r.Accepts(string(res.Decision), string(res.Effect)) {
 					t.Errorf("%s: %s (%s) by rule %q, EXPECTED.tsv wants %s or %v", r.File, res.Decision, res.Effect, v.Rule, r.Decision, r.AlsoOK)
 					continue
 				}
-				if res.Decision != gateway.Ticket && res.Decision != gateway.Note && res.Decision != gateway.Close {
+				if res.Decision != rules.ActionTicket && res.Decision != rules.ActionNote && res.Decision != rules.ActionClose {
 					continue
 				}
 				// The rule found the device and check the row names, so
@@ -254,14 +254,14 @@ func TestSamplesReplay(t *testing.T) {
 				if r.DeviceKey != "" && !strings.HasPrefix(v.Key, v.Client+"/"+r.DeviceKey+"/") {
 					t.Errorf("%s: key %q does not start with client/device", r.File, v.Key)
 				}
-				if res.Decision == gateway.Ticket && r.DeviceKey != "" && !strings.Contains(v.Summary, r.DeviceKey) {
+				if res.Decision == rules.ActionTicket && r.DeviceKey != "" && !strings.Contains(v.Summary, r.DeviceKey) {
 					t.Errorf("%s: summary %q does not name %q", r.File, v.Summary, r.DeviceKey)
 				}
 				inc := res.Outcome.Incident
 				switch {
-				case r.Decision == gateway.Ticket && res.Effect == "opened":
+				case rules.Action(r.Decision) == rules.ActionTicket && res.Effect == "opened":
 					opened[r.File] = inc.ID
-				case r.Decision == gateway.Note || r.Decision == gateway.Close:
+				case rules.Action(r.Decision) == rules.ActionNote || rules.Action(r.Decision) == rules.ActionClose:
 					var id uint64 // 0: no incident (a no-op)
 					if inc != nil {
 						id = inc.ID
@@ -284,10 +284,10 @@ func checkOpenAtEnd(t *testing.T, tr *gateway.Trial, got []replayed) {
 	want := map[string]bool{}
 	for _, g := range got {
 		k := g.row.DeviceKey + "/" + g.row.Check
-		switch g.row.Decision {
-		case gateway.Ticket:
+		switch rules.Action(g.row.Decision) {
+		case rules.ActionTicket:
 			want[k] = true
-		case gateway.Close:
+		case rules.ActionClose:
 			delete(want, k)
 		}
 	}
@@ -614,10 +614,10 @@ func TestInvariants(t *testing.T) {
 			for _, g := range got {
 				r, v := g.row, g.res.Verdict
 				keyOf[r.File] = v.Key
-				reaches := g.res.Decision == gateway.Ticket || g.res.Decision == gateway.Note || g.res.Decision == gateway.Close
+				reaches := g.res.Decision == rules.ActionTicket || g.res.Decision == rules.ActionNote || g.res.Decision == rules.ActionClose
 				switch r.Kind {
 				case "success", "recovery":
-					if g.res.Decision == gateway.Ticket || g.res.Decision == gateway.Note {
+					if g.res.Decision == rules.ActionTicket || g.res.Decision == rules.ActionNote {
 						t.Errorf("%s: a %s mail got %s by %q", r.File, r.Kind, g.res.Decision, v.Rule)
 					}
 				case "test", "digest", "notice":
@@ -625,7 +625,7 @@ func TestInvariants(t *testing.T) {
 						t.Errorf("%s: a %s mail reached the PSA: %s by %q", r.File, r.Kind, g.res.Decision, v.Rule)
 					}
 				}
-				if r.IncidentOf != "" && (r.Decision == gateway.Note || r.Decision == gateway.Close) {
+				if r.IncidentOf != "" && (rules.Action(r.Decision) == rules.ActionNote || rules.Action(r.Decision) == rules.ActionClose) {
 					if want, ok := keyOf[r.IncidentOf]; !ok || v.Key != want {
 						t.Errorf("%s: key %q, but %s (which it recovers or repeats) has %q", r.File, v.Key, r.IncidentOf, want)
 					}

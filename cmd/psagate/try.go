@@ -15,6 +15,7 @@ import (
 	"psagate/internal/app"
 	"psagate/internal/config"
 	"psagate/internal/gateway"
+	"psagate/internal/incident"
 	"psagate/internal/message"
 	"psagate/internal/psa"
 	"psagate/internal/rules"
@@ -23,26 +24,26 @@ import (
 
 // tryLine is one message's result in `try -json`.
 type tryLine struct {
-	File     string   `json:"file"`
-	ID       string   `json:"id"`
-	At       string   `json:"at"`
-	Decision string   `json:"decision"`
-	Effect   string   `json:"effect,omitempty"`
-	Rule     string   `json:"rule"`
-	Audit    []string `json:"audit,omitempty"`
-	Client   string   `json:"client"`
-	Device   string   `json:"device,omitempty"`
-	Key      string   `json:"key"`
-	Summary  string   `json:"summary"`
-	Incident uint64   `json:"incident,omitempty"`
-	Jobs     []string `json:"jobs,omitempty"`
-	Timers   []string `json:"timers,omitempty"`
-	Detail   string   `json:"detail,omitempty"`
-	Problems []string `json:"problems,omitempty"`
-	Reject   string   `json:"reject_text,omitempty"`
-	Auth     string   `json:"auth,omitempty"`
-	Guard    string   `json:"guard,omitempty"`
-	Was      string   `json:"was,omitempty"`
+	File     string          `json:"file"`
+	ID       string          `json:"id"`
+	At       string          `json:"at"`
+	Decision rules.Action    `json:"decision"`
+	Effect   incident.Effect `json:"effect,omitempty"`
+	Rule     string          `json:"rule"`
+	Audit    []string        `json:"audit,omitempty"`
+	Client   string          `json:"client"`
+	Device   string          `json:"device,omitempty"`
+	Key      string          `json:"key"`
+	Summary  string          `json:"summary"`
+	Incident uint64          `json:"incident,omitempty"`
+	Jobs     []string        `json:"jobs,omitempty"`
+	Timers   []string        `json:"timers,omitempty"`
+	Detail   string          `json:"detail,omitempty"`
+	Problems []string        `json:"problems,omitempty"`
+	Reject   string          `json:"reject_text,omitempty"`
+	Auth     string          `json:"auth,omitempty"`
+	Guard    string          `json:"guard,omitempty"`
+	Was      rules.Action    `json:"was,omitempty"`
 }
 
 func cmdTry(args []string, stdout, stderr io.Writer) error {
@@ -142,7 +143,7 @@ func toTryLine(file string, r *gateway.TrialResult) tryLine {
 	l := tryLine{File: file, ID: r.ID, At: r.At.UTC().Format(time.RFC3339), Decision: r.Decision, Effect: r.Effect,
 		Rule: v.Rule, Audit: v.Audit, Client: v.Client, Device: v.Device, Key: v.Key, Summary: v.Summary,
 		Problems: v.Problems, Auth: v.Auth, Guard: v.Guard, Was: v.Was}
-	if r.Decision == gateway.Reject {
+	if r.Decision == rules.ActionReject {
 		l.Reject = v.RejectText
 	}
 	if o := r.Outcome; o != nil {
@@ -176,9 +177,9 @@ func printTry(w io.Writer, l tryLine, r *gateway.TrialResult, snap *gateway.Snap
 	for _, t := range l.Timers {
 		fmt.Fprintf(w, "  timer:    %s\n", t)
 	}
-	dec := l.Decision
+	dec := string(l.Decision)
 	if l.Effect != "" {
-		dec += " (" + l.Effect + ")"
+		dec += " (" + string(l.Effect) + ")"
 	}
 	fmt.Fprintf(w, "  decision: %s\n", dec)
 	if l.Guard != "" {
@@ -199,7 +200,7 @@ func printTry(w io.Writer, l tryLine, r *gateway.TrialResult, snap *gateway.Snap
 	if l.Device != "" {
 		fmt.Fprintf(w, "  device:   %s\n", l.Device)
 	}
-	if l.Key != "" && l.Decision != gateway.Drop && l.Decision != gateway.Reject {
+	if l.Key != "" && l.Decision != rules.ActionDrop && l.Decision != rules.ActionReject {
 		fmt.Fprintf(w, "  key:      %s\n", l.Key)
 	}
 	fmt.Fprintf(w, "  summary:  %s\n", l.Summary)

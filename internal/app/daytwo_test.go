@@ -33,14 +33,14 @@ func sendFailure(t *testing.T, h *harness, dev string, n int) {
 	}
 }
 
-func auditHas(t *testing.T, h *harness, effect string) *store.AuditEntry {
+func auditHas(t *testing.T, h *harness, effect incident.Effect) *store.AuditEntry {
 	t.Helper()
 	es, err := ReadAudit(h.app.DB, AuditFilter{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range es {
-		if e.Effect == effect {
+		if e.Effect == string(effect) {
 			return e
 		}
 	}

@@ -23,7 +23,7 @@ func (g *Gateway) TicketEnded(tx *store.Tx, id, fromJob uint64, st psa.TicketSta
 			return err
 		}
 		if g.metrics != nil {
-			g.metrics.Decisions.WithLabelValues(o.Decision, o.Effect).Inc()
+			g.metrics.Decisions.WithLabelValues(string(o.Decision), string(o.Effect)).Inc()
 		}
 		g.log.Info("ticket state", "decision", o.Decision, "effect", o.Effect, "incident", o.Incident.ID, "detail", o.Detail)
 	}
@@ -33,7 +33,7 @@ func (g *Gateway) TicketEnded(tx *store.Tx, id, fromJob uint64, st psa.TicketSta
 // outcomeAudit is the audit entry of an outcome that no mail caused (a
 // timer, the PSA's ticket state, an admin).
 func outcomeAudit(o *incident.Outcome, at time.Time, prefix string) *store.AuditEntry {
-	e := &store.AuditEntry{Time: at, Decision: o.Decision, Effect: o.Effect, Detail: prefix + o.Detail}
+	e := &store.AuditEntry{Time: at, Decision: string(o.Decision), Effect: string(o.Effect), Detail: prefix + o.Detail}
 	if o.Incident != nil {
 		e.Incident, e.Key, e.Client, e.Device, e.Rule, e.Subject = o.Incident.ID, o.Incident.Key,
 			o.Incident.Client, o.Incident.Device, o.Incident.Rule, o.Incident.Summary

@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"sort"
@@ -30,28 +31,24 @@ import (
 	"psagate/internal/store"
 )
 
-// Decisions, in DESIGN words.
-const (
-	Drop       = "drop"
-	Reject     = "reject"
-	Ticket     = "ticket"
-	Note       = "note"
-	Close      = "close"
-	Quarantine = "quarantine"
-)
-
 // BuiltinDefault and BuiltinInjection name decisions no admin rule made.
 const (
 	BuiltinDefault   = "(default action)"
 	BuiltinInjection = "(header injection check)"
 )
 
+// VerdictVersion is the version of the verdict record written beside each
+// spooled message. A record from a newer psagate is not guessed at: the
+// message is quarantined with the reason.
+const VerdictVersion = 1
+
 // Verdict is the decision made while DATA is open. It is stored with the
-// spooled message, so a message decided under one rule set finishes under
-// it even if the rules are reloaded meanwhile.
+// spooled message (JSON, with a version), so a message decided under one
+// rule set finishes under it even if the rules are reloaded meanwhile.
 type Verdict struct {
+	Version     int               `json:"version,omitempty"` // 0: written before versions, read as 1
 	ID          string            `json:"id"`
-	Action      string            `json:"action"`
+	Action      rules.Action      `json:"action"`
 	Rule        string            `json:"rule"`
 	RuleFile    string            `json:"rule_file,omitempty"`
 	Audit       []string          `json:"audit,omitempty"`
@@ -89,8 +86,24 @@ type Verdict struct {
 	// Guard says why a safety check (safety.go) quarantined a message the
 	// rule had decided otherwise; Was is that decision. Both are empty
 	// when the rule's decision stands.
-	Guard string `json:"guard,omitempty"`
-	Was   string `json:"was,omitempty"`
+	Guard string       `json:"guard,omitempty"`
+	Was   rules.Action `json:"was,omitempty"`
+}
+
+func encodeVerdict(v *Verdict) ([]byte, error) {
+	v.Version = VerdictVersion
+	return json.Marshal(v)
+}
+
+func decodeVerdict(b []byte) (*Verdict, error) {
+	var v Verdict
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	if v.Version > VerdictVersion {
+		return nil, fmt.Errorf("verdict record version %d is newer than this psagate reads (%d)", v.Version, VerdictVersion)
+	}
+	return &v, nil
 }
 
 // Snapshot is one consistent configuration: config, rules and the router
@@ -153,7 +166,7 @@ const BuiltinAuth = "(sender authentication)"
 // require_auth (of its client or of the deciding rules) without passing
 // authentication. Drops and rejects stand: they act on nothing.
 func (s *Snapshot) requireAuth(v *Verdict, a *message.Alert, d rules.Decision) {
-	if v.Action == Drop || v.Action == Reject || v.Action == Quarantine {
+	if v.Action == rules.ActionDrop || v.Action == rules.ActionReject || v.Action == rules.ActionQuarantine {
 		return
 	}
 	var lists [][]string
@@ -173,7 +186,7 @@ func (s *Snapshot) requireAuth(v *Verdict, a *message.Alert, d rules.Decision) {
 				why = a.Auth.Header
 			}
 			v.Problems = append(v.Problems, fmt.Sprintf("auth: claims %s without an aligned DKIM or SPF pass (would have been %s by rule %q): %s", dom, v.Action, v.Rule, why))
-			v.Action, v.Rule, v.RuleFile = Quarantine, BuiltinAuth, ""
+			v.Action, v.Rule, v.RuleFile = rules.ActionQuarantine, BuiltinAuth, ""
 			return
 		}
 	}
@@ -193,10 +206,10 @@ func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verd
 		v.Client = route.ClientName(client)
 		v.Summary = a.Subject
 		if s.Config.Rules.OnHeaderInjection == "reject" {
-			v.Action = Reject
+			v.Action = rules.ActionReject
 			v.RejectText = "Message refused: a header contains encoded line breaks (header injection)"
 		} else {
-			v.Action = Quarantine
+			v.Action = rules.ActionQuarantine
 		}
 		return v, nil
 	}
@@ -220,7 +233,7 @@ func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verd
 	v.Device = device
 	v.Fields = d.Fields
 	th := d.Then
-	v.Action = string(d.Action)
+	v.Action = d.Action
 	if d.Rule != nil {
 		v.Rule, v.RuleFile = d.Rule.Name, d.Rule.File
 	} else {
@@ -268,7 +281,7 @@ func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verd
 	switch {
 	case th.Note != nil:
 		v.NoteText = sanitize.Text(th.Note.Render(vars))
-	case v.Action == Close:
+	case v.Action == rules.ActionClose:
 		v.NoteText = sanitize.Text(fmt.Sprintf("Recovered: %s\nReceived %s from %s.\n\n%s",
 			a.Subject, a.Received.UTC().Format(time.RFC3339), a.From, a.Text))
 	default:
@@ -276,7 +289,7 @@ func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verd
 			a.Subject, a.Received.UTC().Format(time.RFC3339), a.From, a.Text))
 	}
 	v.RejectText = th.Text
-	if v.Action == Reject && v.RejectText == "" {
+	if v.Action == rules.ActionReject && v.RejectText == "" {
 		v.RejectText = "Rejected by rule " + v.Rule
 	}
 	if a.Auth != nil {
@@ -301,7 +314,7 @@ func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verd
 		v.Overrides["after_manual_close"] = th.AfterManualClose
 	}
 	if why := s.safetyCheck(v, a, th, d.Rule != nil, vars); why != "" {
-		v.Guard, v.Was, v.Action = why, v.Action, Quarantine
+		v.Guard, v.Was, v.Action = why, v.Action, rules.ActionQuarantine
 	}
 	return v, tr
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"psagate/internal/message"
 	"psagate/internal/metrics"
 	"psagate/internal/route"
+	"psagate/internal/rules"
 	"psagate/internal/store"
 )
 
@@ -204,18 +204,18 @@ func (g *Gateway) Accept(ctx context.Context, raw []byte, env message.Envelope) 
 		}
 	}
 	switch v.Action {
-	case Drop:
+	case rules.ActionDrop:
 		g.count("dropped", v)
-		g.record(v, env, Drop, "", nil, "")
-		log.Info("decision", "decision", Drop)
+		g.record(v, env, rules.ActionDrop, "", nil, "")
+		log.Info("decision", "decision", rules.ActionDrop)
 		return Reply{250, [3]int{2, 0, 0}, fmt.Sprintf("Accepted as %s and discarded by rule %q (nothing queued)", id, v.Rule)}
-	case Reject:
+	case rules.ActionReject:
 		g.count("rejected", v)
-		g.record(v, env, Reject, "", nil, v.RejectText)
-		log.Info("decision", "decision", Reject)
+		g.record(v, env, rules.ActionReject, "", nil, v.RejectText)
+		log.Info("decision", "decision", rules.ActionReject)
 		return Reply{550, [3]int{5, 7, 1}, fmt.Sprintf("%s (id %s)", v.RejectText, id)}
 	}
-	vb, err := json.Marshal(v)
+	vb, err := encodeVerdict(v)
 	if err != nil {
 		log.Error("encode verdict", "err", err)
 		g.count("error", nil)
@@ -248,8 +248,8 @@ func (g *Gateway) count(outcome string, v *Verdict) {
 	if v == nil {
 		return
 	}
-	g.metrics.RuleMatches.WithLabelValues(v.Rule, v.Action).Inc()
-	if v.Action == Drop {
+	g.metrics.RuleMatches.WithLabelValues(v.Rule, string(v.Action)).Inc()
+	if v.Action == rules.ActionDrop {
 		g.metrics.MessagesDropped.WithLabelValues(v.Rule).Inc()
 	}
 }
@@ -270,7 +270,7 @@ func ipString(env message.Envelope) string {
 
 // record queues an audit entry for a decision that needs no transaction of
 // its own (drops and rejects): losing it in a crash loses no alert.
-func (g *Gateway) record(v *Verdict, env message.Envelope, decision, effect string, inc *store.Incident, detail string) {
+func (g *Gateway) record(v *Verdict, env message.Envelope, decision rules.Action, effect incident.Effect, inc *store.Incident, detail string) {
 	e := auditEntry(v, env.MailFrom, firstOf(env.RcptTo), ipString(env), env.Received, decision, effect, inc, detail)
 	select {
 	case g.audit <- e:
@@ -279,7 +279,7 @@ func (g *Gateway) record(v *Verdict, env message.Envelope, decision, effect stri
 	}
 }
 
-func auditEntry(v *Verdict, from, rcpt, ip string, at time.Time, decision, effect string, inc *store.Incident, detail string) *store.AuditEntry {
+func auditEntry(v *Verdict, from, rcpt, ip string, at time.Time, decision rules.Action, effect incident.Effect, inc *store.Incident, detail string) *store.AuditEntry {
 	if len(v.Notes) > 0 {
 		notes := strings.Join(v.Notes, "; ")
 		if detail == "" {
@@ -289,7 +289,7 @@ func auditEntry(v *Verdict, from, rcpt, ip string, at time.Time, decision, effec
 		}
 	}
 	e := &store.AuditEntry{Time: at, Message: v.ID, MsgID: v.HeaderMsgID, From: v.From, Rcpt: rcpt, RemoteIP: ip,
-		Subject: v.Subject, Client: v.Client, Device: v.Device, Rule: v.Rule, Decision: decision, Effect: effect,
+		Subject: v.Subject, Client: v.Client, Device: v.Device, Rule: v.Rule, Decision: string(decision), Effect: string(effect),
 		Key: v.Key, Detail: detail, Auth: v.Auth}
 	if e.From == "" {
 		e.From = from
@@ -373,8 +373,8 @@ func (g *Gateway) spoolLoop(ctx context.Context) {
 type Result struct {
 	Verdict  *Verdict
 	Outcome  *incident.Outcome
-	Decision string
-	Effect   string
+	Decision rules.Action
+	Effect   incident.Effect
 	Entry    *store.SpoolEntry
 }
 
@@ -467,7 +467,7 @@ func (g *Gateway) processOneByOne(n int) ([]*Result, error) {
 				if head, err = tx.SetAsideCorrupt(ce.Seq, reason, g.now()); err != nil || head == nil {
 					return err
 				}
-				return tx.AddAudit(&store.AuditEntry{Time: head.Received, Message: head.ID, Decision: Quarantine,
+				return tx.AddAudit(&store.AuditEntry{Time: head.Received, Message: head.ID, Decision: string(rules.ActionQuarantine),
 					Effect: "processing failed", Detail: reason})
 			}
 			if err != nil || len(entries) == 0 {
@@ -497,30 +497,37 @@ func (g *Gateway) processOneByOne(n int) ([]*Result, error) {
 // processed: everything its verdict says (subject, client, rule, key), so
 // an admin searching the audit by subject or client still finds it.
 func failedAudit(e *store.SpoolEntry, reason string) *store.AuditEntry {
-	var v Verdict
-	if err := json.Unmarshal(e.Decision, &v); err != nil {
-		v = Verdict{ID: e.ID}
+	v, err := decodeVerdict(e.Decision)
+	if err != nil {
+		v = &Verdict{ID: e.ID}
 	}
 	v.ID = e.ID
-	return auditEntry(&v, e.MailFrom, firstOf(e.RcptTo), e.RemoteIP, e.Received, Quarantine, "processing failed", nil, reason)
+	return auditEntry(v, e.MailFrom, firstOf(e.RcptTo), e.RemoteIP, e.Received, rules.ActionQuarantine, "processing failed", nil, reason)
 }
 
 // Process handles one spooled message inside tx: quarantine, or the
 // incident engine; it records the audit entry in the same transaction.
 func Process(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.SpoolEntry) (*Result, error) {
-	var v Verdict
-	rcpt := firstOf(e.RcptTo)
-	if err := json.Unmarshal(e.Decision, &v); err != nil {
+	v, err := decodeVerdict(e.Decision)
+	if err != nil {
 		// A verdict we cannot read must not lose the message: keep it for
 		// an admin instead.
 		if qerr := tx.Quarantine(e, "unreadable verdict: "+err.Error()); qerr != nil {
 			return nil, qerr
 		}
-		return &Result{Verdict: &Verdict{ID: e.ID}, Decision: Quarantine, Effect: "unreadable verdict", Entry: e}, nil
+		return &Result{Verdict: &Verdict{ID: e.ID}, Decision: rules.ActionQuarantine, Effect: "unreadable verdict", Entry: e}, nil
 	}
+	return ProcessVerdict(tx, eng, s, e, v)
+}
+
+// ProcessVerdict is Process for a verdict the caller holds (try decides
+// and processes in one step: the verdict need not go through JSON).
+func ProcessVerdict(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.SpoolEntry, vp *Verdict) (*Result, error) {
+	v := *vp
+	rcpt := firstOf(e.RcptTo)
 	r := &Result{Verdict: &v, Entry: e}
 	switch v.Action {
-	case Quarantine:
+	case rules.ActionQuarantine:
 		reason := "rule " + v.Rule
 		switch {
 		case v.Rule == BuiltinInjection:
@@ -530,12 +537,20 @@ func Process(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.SpoolEntr
 		case v.Guard != "":
 			reason = fmt.Sprintf("unsafe to %s (rule %s): %s", v.Was, v.Rule, v.Guard)
 		}
+		if e.Decision == nil {
+			// The quarantine keeps the verdict beside the message.
+			b, err := encodeVerdict(&v)
+			if err != nil {
+				return nil, err
+			}
+			e.Decision = b
+		}
 		if err := tx.Quarantine(e, reason); err != nil {
 			return nil, err
 		}
-		r.Decision, r.Effect = Quarantine, "kept"
-		return r, tx.AddAudit(auditEntry(&v, e.MailFrom, rcpt, e.RemoteIP, e.Received, Quarantine, "kept", nil, reason))
-	case Ticket, Note, Close:
+		r.Decision, r.Effect = rules.ActionQuarantine, "kept"
+		return r, tx.AddAudit(auditEntry(&v, e.MailFrom, rcpt, e.RemoteIP, e.Received, rules.ActionQuarantine, "kept", nil, reason))
+	case rules.ActionTicket, rules.ActionNote, rules.ActionClose:
 	default:
 		return nil, fmt.Errorf("unexpected action %q in the spool", v.Action)
 	}
@@ -567,11 +582,7 @@ func joinProblems(p []string) string {
 	if len(p) == 0 {
 		return "(no detail)"
 	}
-	out := p[0]
-	for _, x := range p[1:] {
-		out += "; " + x
-	}
-	return out
+	return strings.Join(p, "; ")
 }
 
 func (g *Gateway) logResult(r *Result) {
@@ -597,7 +608,7 @@ func (g *Gateway) logResult(r *Result) {
 	}
 	g.log.Info("decision", attrs...)
 	if g.metrics != nil {
-		g.metrics.Decisions.WithLabelValues(r.Decision, r.Effect).Inc()
+		g.metrics.Decisions.WithLabelValues(string(r.Decision), string(r.Effect)).Inc()
 	}
 }
 
@@ -653,7 +664,7 @@ func (g *Gateway) FireTimers(now time.Time) ([]*incident.Outcome, error) {
 		}
 		g.log.Info("timer", attrs...)
 		if g.metrics != nil {
-			g.metrics.Decisions.WithLabelValues(o.Decision, o.Effect).Inc()
+			g.metrics.Decisions.WithLabelValues(string(o.Decision), string(o.Effect)).Inc()
 		}
 		if len(o.Jobs) > 0 {
 			jobs = true

@@ -428,7 +428,7 @@ func TestUnprocessableMessageKeepsItsAudit(t *testing.T) {
 	_ = db.View(func(tx *store.Tx) error {
 		return tx.Audit(func(a *store.AuditEntry) bool { got = a; return false })
 	})
-	if got == nil || got.Decision != Quarantine || got.Effect != "processing failed" || got.Subject != "Failed: SRV9" ||
+	if got == nil || got.Decision != string(rules.ActionQuarantine) || got.Effect != "processing failed" || got.Subject != "Failed: SRV9" ||
 		got.Client != "acme" || got.Rule != "fail" || got.Message != "m1" {
 		t.Fatalf("audit entry %+v", got)
 	}

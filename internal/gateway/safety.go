@@ -27,12 +27,12 @@ import (
 // is false for the default action.
 func (s *Snapshot) safetyCheck(v *Verdict, a *message.Alert, th *rules.Then, ruleDecided bool, vars map[string]string) string {
 	var why []string
-	if ruleDecided && (v.Action == Ticket || v.Action == Note || v.Action == Close) &&
+	if ruleDecided && (v.Action == rules.ActionTicket || v.Action == rules.ActionNote || v.Action == rules.ActionClose) &&
 		s.Router.SenderPinned(v.Client, a.MailFrom, a.From) {
 		why = append(why, fmt.Sprintf("sender %s is not one of client %s's senders (look-alike or unknown sender)",
 			senderOf(a), v.Client))
 	}
-	if v.Action != Close && v.Action != Drop {
+	if v.Action != rules.ActionClose && v.Action != rules.ActionDrop {
 		return strings.Join(why, "; ")
 	}
 	for _, h := range []string{"subject", "from"} {
@@ -40,7 +40,7 @@ func (s *Snapshot) safetyCheck(v *Verdict, a *message.Alert, th *rules.Then, rul
 			why = append(why, fmt.Sprintf("%d %s headers (%s)", len(vals), headerTitle(h), quoteList(vals)))
 		}
 	}
-	if v.Action == Close && a.MailFrom == "" && !isMailReport(a) {
+	if v.Action == rules.ActionClose && a.MailFrom == "" && !isMailReport(a) {
 		why = append(why, "null envelope sender (MAIL FROM:<>) on a mail that is not a delivery report")
 	}
 	if !isMailReport(a) {
@@ -49,7 +49,7 @@ func (s *Snapshot) safetyCheck(v *Verdict, a *message.Alert, th *rules.Then, rul
 			why = append(why, fmt.Sprintf("the subject says %s but the body says %s", subj, body))
 		}
 	}
-	if v.Action == Close && !keyHasSubject(th, vars) {
+	if v.Action == rules.ActionClose && !keyHasSubject(th, vars) {
 		why = append(why, fmt.Sprintf("the key %q names no device or job", v.Key))
 	}
 	return strings.Join(why, "; ")

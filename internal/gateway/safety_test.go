@@ -97,38 +97,38 @@ func TestSafetyChecks(t *testing.T) {
 	tests := []struct {
 		name, mailFrom string
 		raw            []byte
-		action         string // the decision that must stand
-		guard          string // substring of the reason; "" when none
+		action         rules.Action // the decision that must stand
+		guard          string       // substring of the reason; "" when none
 	}{
-		{"plain success closes", siris, dattoMail(siris, pcRcpt, okSubject, "", okBody), Close, ""},
-		{"plain failure tickets", siris, dattoMail(siris, pcRcpt, badSubject, "", badBody), Ticket, ""},
+		{"plain success closes", siris, dattoMail(siris, pcRcpt, okSubject, "", okBody), rules.ActionClose, ""},
+		{"plain failure tickets", siris, dattoMail(siris, pcRcpt, badSubject, "", badBody), rules.ActionTicket, ""},
 		{"duplicate Subject success+failed", siris,
-			dattoMail(siris, pcRcpt, okSubject, "Subject: "+badSubject+"\r\n", okBody), Quarantine,
+			dattoMail(siris, pcRcpt, okSubject, "Subject: "+badSubject+"\r\n", okBody), rules.ActionQuarantine,
 			`2 Subject: headers ("Datto Notice: Backup Succeeded`},
 		{"duplicate Subject failed first still tickets", siris,
-			dattoMail(siris, pcRcpt, badSubject, "Subject: "+okSubject+"\r\n", badBody), Ticket, ""},
+			dattoMail(siris, pcRcpt, badSubject, "Subject: "+okSubject+"\r\n", badBody), rules.ActionTicket, ""},
 		{"duplicate From", siris,
-			dattoMail(siris, pcRcpt, okSubject, "From: other@pinecrest-vet.example\r\n", okBody), Quarantine, "2 From: headers"},
-		{"null sender success", "", dattoMail(siris, pcRcpt, okSubject, "", okBody), Quarantine, "null envelope sender"},
-		{"null sender delivery report still dropped", "", []byte(dsn), Drop, ""},
+			dattoMail(siris, pcRcpt, okSubject, "From: other@pinecrest-vet.example\r\n", okBody), rules.ActionQuarantine, "2 From: headers"},
+		{"null sender success", "", dattoMail(siris, pcRcpt, okSubject, "", okBody), rules.ActionQuarantine, "null envelope sender"},
+		{"null sender delivery report still dropped", "", []byte(dsn), rules.ActionDrop, ""},
 		{"subject success body failed", siris, dattoMail(siris, pcRcpt, "[Success] Datto Backup Succeeded for PVC-SRV-PIMS", "",
-			"Datto SIRIS alert\r\nStatus: Failed\r\n"), Quarantine, "the subject says success but the body says failure"},
+			"Datto SIRIS alert\r\nStatus: Failed\r\n"), rules.ActionQuarantine, "the subject says success but the body says failure"},
 		{"subject success body with zero counts", siris, dattoMail(siris, pcRcpt, okSubject, "",
-			"Datto SIRIS alert\r\nFailed: 0\r\n0 errors, no warnings\r\nThe job did not fail.\r\n"), Close, ""},
+			"Datto SIRIS alert\r\nFailed: 0\r\n0 errors, no warnings\r\nThe job did not fail.\r\n"), rules.ActionClose, ""},
 		{"drop whose body says failed", siris, dattoMail(siris, pcRcpt, "Datto Daily Summary: all backups successful", "",
-			"Datto SIRIS alert\r\nBackup of PVC-SRV-PIMS failed\r\n"), Quarantine, "the body says failure"},
-		{"close without device", siris, dattoMail(siris, pcRcpt, "Datto Notice: Backup Succeeded", "", okBody), Quarantine,
+			"Datto SIRIS alert\r\nBackup of PVC-SRV-PIMS failed\r\n"), rules.ActionQuarantine, "the body says failure"},
+		{"close without device", siris, dattoMail(siris, pcRcpt, "Datto Notice: Backup Succeeded", "", okBody), rules.ActionQuarantine,
 			`the key "pinecrest//backup" names no device or job`},
 		{"look-alike sender failure", "alerts@datt0.com", dattoMail("alerts@datt0.com", pcRcpt, badSubject, "", badBody),
-			Quarantine, "sender alerts@datt0.com is not one of client pinecrest's senders"},
+			rules.ActionQuarantine, "sender alerts@datt0.com is not one of client pinecrest's senders"},
 		{"look-alike domain suffix", "alerts@datto.com.evil", dattoMail("alerts@datto.com.evil", pcRcpt, okSubject, "", okBody),
-			Quarantine, "is not one of client pinecrest's senders"},
-		{"pinned vendor address", "alerts@datto.com", dattoMail("alerts@datto.com", pcRcpt, badSubject, "", badBody), Ticket, ""},
-		{"pinned envelope, other header From", siris, dattoMail("noreply@datto.net", pcRcpt, badSubject, "", badBody), Ticket, ""},
+			rules.ActionQuarantine, "is not one of client pinecrest's senders"},
+		{"pinned vendor address", "alerts@datto.com", dattoMail("alerts@datto.com", pcRcpt, badSubject, "", badBody), rules.ActionTicket, ""},
+		{"pinned envelope, other header From", siris, dattoMail("noreply@datto.net", pcRcpt, badSubject, "", badBody), rules.ActionTicket, ""},
 		{"client without senders pins nothing", "alerts@datt0.com",
-			dattoMail("alerts@datt0.com", "open@alerts.example.net", badSubject, "", badBody), Ticket, ""},
+			dattoMail("alerts@datt0.com", "open@alerts.example.net", badSubject, "", badBody), rules.ActionTicket, ""},
 		{"unknown mail of a pinned client keeps the default action", "someone@elsewhere.example",
-			dattoMail("someone@elsewhere.example", pcRcpt, "hello", "", "hi"), Ticket, ""},
+			dattoMail("someone@elsewhere.example", pcRcpt, "hello", "", "hi"), rules.ActionTicket, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,7 +146,7 @@ func TestSafetyChecks(t *testing.T) {
 			if !strings.Contains(v.Guard, tt.guard) {
 				t.Fatalf("guard %q, want it to contain %q", v.Guard, tt.guard)
 			}
-			if tt.guard != "" && (v.Was == "" || v.Was == Quarantine) {
+			if tt.guard != "" && (v.Was == "" || v.Was == rules.ActionQuarantine) {
 				t.Fatalf("was = %q, want the rule's own decision", v.Was)
 			}
 		})
@@ -164,11 +164,11 @@ func TestSafetyQuarantineKeepsIncidentOpen(t *testing.T) {
 	}
 	defer tr.Close()
 	env := message.Envelope{MailFrom: siris, RcptTo: []string{pcRcpt}}
-	if r, err := tr.Run("m1", dattoMail(siris, pcRcpt, badSubject, "", badBody), env, false); err != nil || r.Decision != Ticket {
+	if r, err := tr.Run("m1", dattoMail(siris, pcRcpt, badSubject, "", badBody), env, false); err != nil || r.Decision != rules.ActionTicket {
 		t.Fatalf("failure: %v %+v", err, r)
 	}
 	r, err := tr.Run("m2", dattoMail(siris, pcRcpt, okSubject, "Subject: "+badSubject+"\r\n", okBody), env, false)
-	if err != nil || r.Decision != Quarantine {
+	if err != nil || r.Decision != rules.ActionQuarantine {
 		t.Fatalf("ambiguous success: %v %+v", err, r)
 	}
 	_, open, err := tr.Pending()

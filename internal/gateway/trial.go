@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -42,8 +41,8 @@ type TrialResult struct {
 	Verdict  *Verdict
 	Alert    *message.Alert
 	Trace    []rules.Trace
-	Decision string
-	Effect   string
+	Decision rules.Action
+	Effect   incident.Effect
 	Outcome  *incident.Outcome
 	Timers   []*incident.Outcome // timers that fired before this message
 }
@@ -100,16 +99,12 @@ func (t *Trial) Run(id string, raw []byte, env message.Envelope, explain bool) (
 			return err
 		}
 		res.Timers = outs
-		if v.Action == Drop || v.Action == Reject {
+		if v.Action == rules.ActionDrop || v.Action == rules.ActionReject {
 			res.Decision = v.Action
 			return tx.AddAudit(auditEntry(v, env.MailFrom, firstOf(env.RcptTo), "", at, v.Action, "", nil, v.RejectText))
 		}
-		vb, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		e := &store.SpoolEntry{ID: id, Received: at, MailFrom: env.MailFrom, RcptTo: env.RcptTo, Decision: vb, Raw: raw}
-		r, err := Process(tx, t.eng, t.snap, e)
+		e := &store.SpoolEntry{ID: id, Received: at, MailFrom: env.MailFrom, RcptTo: env.RcptTo, Raw: raw}
+		r, err := ProcessVerdict(tx, t.eng, t.snap, e, v)
 		if err != nil {
 			return err
 		}

@@ -37,7 +37,7 @@ func (e *Engine) ticketAfterEnable(tx *store.Tx, ev *Event, cur *store.Incident)
 	if err := tx.PutIncident(cur); err != nil {
 		return nil, err
 	}
-	return &Outcome{Decision: ActionTicket, Effect: EffectOpened, Incident: cur, Jobs: jobs,
+	return &Outcome{Decision: rules.ActionTicket, Effect: EffectOpened, Incident: cur, Jobs: jobs,
 		Detail: fmt.Sprintf("client enabled again: incident %d, recorded while it was disabled, gets its ticket", cur.ID)}, nil
 }
 
@@ -64,7 +64,7 @@ func (e *Engine) repeatNote(tx *store.Tx, ev *Event, cur *store.Incident) (*Outc
 		if err := tx.PutIncident(cur); err != nil {
 			return nil, err
 		}
-		return &Outcome{Decision: ActionNote, Effect: EffectEscalated, Incident: cur, Jobs: []*store.Job{j},
+		return &Outcome{Decision: rules.ActionNote, Effect: EffectEscalated, Incident: cur, Jobs: []*store.Job{j},
 			Detail: fmt.Sprintf("severity %s -> %s: priority raised", prevSeverity, ev.Severity)}, nil
 	}
 	if cur.NoteWindow.IsZero() || !ev.At.Before(cur.NoteWindow.Add(stormWindow)) {
@@ -92,7 +92,7 @@ func (e *Engine) repeatNote(tx *store.Tx, ev *Event, cur *store.Incident) (*Outc
 		if err := tx.PutIncident(cur); err != nil {
 			return nil, err
 		}
-		return &Outcome{Decision: ActionNote, Effect: EffectThrottled, Incident: cur, Jobs: jobs,
+		return &Outcome{Decision: rules.ActionNote, Effect: EffectThrottled, Incident: cur, Jobs: jobs,
 			Detail: fmt.Sprintf("storm control: the ticket had its %d notes this hour (max_notes_per_hour); %d repeats counted for one summary note", max, cur.Throttled)}, nil
 	}
 	cur.WindowNotes++
@@ -118,7 +118,7 @@ func (e *Engine) repeatNote(tx *store.Tx, ev *Event, cur *store.Incident) (*Outc
 	if err := tx.PutIncident(cur); err != nil {
 		return nil, err
 	}
-	return &Outcome{Decision: ActionNote, Effect: EffectNoted, Incident: cur, Jobs: jobs,
+	return &Outcome{Decision: rules.ActionNote, Effect: EffectNoted, Incident: cur, Jobs: jobs,
 		Detail: fmt.Sprintf("repeat %d of incident %d", cur.Count, cur.ID)}, nil
 }
 
@@ -170,7 +170,7 @@ func (e *Engine) fireStorm(tx *store.Tx, tm store.Timer, now time.Time) (*Outcom
 	if err := tx.PutIncident(inc); err != nil {
 		return nil, err
 	}
-	return &Outcome{Decision: ActionNote, Effect: EffectSummarised, Incident: inc, Jobs: []*store.Job{j},
+	return &Outcome{Decision: rules.ActionNote, Effect: EffectSummarised, Incident: inc, Jobs: []*store.Job{j},
 		Detail: fmt.Sprintf("storm control: %d counted repeats summed up in one note", n)}, nil
 }
 
@@ -214,7 +214,7 @@ func (e *Engine) TicketEnded(tx *store.Tx, id, fromJob uint64, st psa.TicketStat
 	if inc.State == store.StateOpen || inc.State == store.StatePending {
 		inc.State, inc.ClosedAt = store.StateClosedInPSA, now
 		resetStorm(inc)
-		outs = append(outs, &Outcome{Decision: ActionClose, Effect: EffectClosedInPSA, Incident: inc,
+		outs = append(outs, &Outcome{Decision: rules.ActionClose, Effect: EffectClosedInPSA, Incident: inc,
 			Detail: fmt.Sprintf("ticket %s was %s in the PSA (status %q)", inc.Ticket, how, st.Status)})
 	}
 	recur := -1
@@ -250,7 +250,7 @@ func (e *Engine) TicketEnded(tx *store.Tx, id, fromJob uint64, st psa.TicketStat
 		if err := tx.PutJob(j); err != nil {
 			return nil, err
 		}
-		outs = append(outs, &Outcome{Decision: ActionTicket, Effect: EffectReopened, Incident: inc, Jobs: []*store.Job{j},
+		outs = append(outs, &Outcome{Decision: rules.ActionTicket, Effect: EffectReopened, Incident: inc, Jobs: []*store.Job{j},
 			Detail: fmt.Sprintf("the failure was reported again after ticket %s was %s in the PSA; after_manual_close = reopen", inc.Ticket, how)})
 		return outs, tx.PutIncident(inc)
 	}
@@ -292,7 +292,7 @@ func (e *Engine) TicketEnded(tx *store.Tx, id, fromJob uint64, st psa.TicketStat
 	if err := tx.PutIncident(ni); err != nil {
 		return nil, err
 	}
-	outs = append(outs, &Outcome{Decision: ActionTicket, Effect: EffectNew, Incident: ni, Jobs: []*store.Job{j},
+	outs = append(outs, &Outcome{Decision: rules.ActionTicket, Effect: EffectNew, Incident: ni, Jobs: []*store.Job{j},
 		Detail: fmt.Sprintf("the failure was reported again after ticket %s was %s in the PSA; after_manual_close = new", inc.Ticket, how)})
 	return outs, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"psagate/internal/psa"
 	"psagate/internal/route"
+	"psagate/internal/rules"
 	"psagate/internal/store"
 )
 
@@ -80,7 +81,7 @@ func TestReenabledClientGetsItsTicket(t *testing.T) {
 	h.eng.Router = route.New(h.cfg)
 	h.advance(time.Hour)
 	o = h.apply(failure("paused", "SRV4"))
-	want(t, o, ActionTicket, EffectOpened)
+	want(t, o, rules.ActionTicket, EffectOpened)
 	id := o.Incident.ID
 	wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", id))
 	if j := h.jobs()[0]; !strings.Contains(j.Description, "2 alerts") && !strings.Contains(j.Description, "recorded 2") {
@@ -88,7 +89,7 @@ func TestReenabledClientGetsItsTicket(t *testing.T) {
 	}
 	h.deliver()
 	h.advance(time.Minute)
-	want(t, h.apply(failure("paused", "SRV4")), ActionNote, EffectNoted)
+	want(t, h.apply(failure("paused", "SRV4")), rules.ActionNote, EffectNoted)
 	wantJobs(t, h.outbox(), fmt.Sprintf("note:%d", id))
 }
 
@@ -105,7 +106,7 @@ func TestDisabledUntilEndsByItself(t *testing.T) {
 	}
 	h.advance(2 * time.Hour)
 	o = h.apply(failure("paused", "SRV5"))
-	want(t, o, ActionTicket, EffectOpened)
+	want(t, o, rules.ActionTicket, EffectOpened)
 	wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", o.Incident.ID))
 }
 
@@ -149,7 +150,7 @@ func TestStormControl(t *testing.T) {
 	}
 	// The next hour starts a new window: repeats are noted again.
 	h.advance(time.Minute)
-	want(t, h.apply(failure("acme", "SRV9")), ActionNote, EffectNoted)
+	want(t, h.apply(failure("acme", "SRV9")), rules.ActionNote, EffectNoted)
 }
 
 // TestStormSummaryFoldsIntoTheClose: a recovery during a storm closes the
@@ -165,7 +166,7 @@ func TestStormSummaryFoldsIntoTheClose(t *testing.T) {
 	}
 	h.deliver()
 	h.advance(time.Minute)
-	want(t, h.apply(success("acme", "SRV8")), ActionClose, EffectClosed)
+	want(t, h.apply(success("acme", "SRV8")), rules.ActionClose, EffectClosed)
 	jobs := h.deliver()
 	if len(jobs) != 1 || jobs[0].Op != store.OpClose || !strings.HasPrefix(jobs[0].NoteText, "2 more failures") {
 		t.Fatalf("close jobs: %+v", jobs)
@@ -207,12 +208,12 @@ func TestTicketClosedInPSA(t *testing.T) {
 			}
 			switch policy {
 			case "new":
-				want(t, outs[1], ActionTicket, EffectNew)
+				want(t, outs[1], rules.ActionTicket, EffectNew)
 				if jobs[0].Op != store.OpCreate || jobs[0].Incident == id || jobs[0].ExternalRef == "" || jobs[0].Summary != "SRV1: backup failed" {
 					t.Fatalf("the repeat did not become a create for a new incident: %+v", jobs[0])
 				}
 			case "reopen":
-				want(t, outs[1], ActionTicket, EffectReopened)
+				want(t, outs[1], rules.ActionTicket, EffectReopened)
 				if jobs[0].Op != store.OpReopen || jobs[0].Incident != id {
 					t.Fatalf("the repeat did not become a reopen: %+v", jobs[0])
 				}
@@ -232,13 +233,13 @@ func TestTicketClosedInPSA(t *testing.T) {
 			o := h.apply(failure("acme", "SRV2"))
 			switch policy {
 			case "new":
-				want(t, o, ActionTicket, EffectOpened)
+				want(t, o, rules.ActionTicket, EffectOpened)
 				if o.Incident.ID == id {
 					t.Fatal("the new failure went to the closed incident")
 				}
 				wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", o.Incident.ID))
 			case "reopen":
-				want(t, o, ActionTicket, EffectReopened)
+				want(t, o, rules.ActionTicket, EffectReopened)
 				wantJobs(t, h.outbox(), fmt.Sprintf("reopen:%d", id))
 			}
 		})
@@ -269,12 +270,12 @@ func TestEscalation(t *testing.T) {
 	f.Severity, f.Escalate, f.Rule = "failure", true, "backup failed hard"
 	f.Overrides = map[string]string{"connectwise.priority": "Priority 1 - Emergency Response"}
 	o := h.apply(f)
-	want(t, o, ActionNote, EffectEscalated)
+	want(t, o, rules.ActionNote, EffectEscalated)
 	jobs := h.deliver()
 	if len(jobs) != 1 || jobs[0].Op != store.OpPriority || jobs[0].Incident != id ||
 		jobs[0].Overrides["connectwise.priority"] != "Priority 1 - Emergency Response" || !strings.Contains(jobs[0].NoteText, "reported as warning") {
 		t.Fatalf("escalation jobs: %+v", jobs)
 	}
 	h.advance(time.Minute)
-	want(t, h.apply(f), ActionNote, EffectNoted) // already at failure: an ordinary repeat
+	want(t, h.apply(f), rules.ActionNote, EffectNoted) // already at failure: an ordinary repeat
 }

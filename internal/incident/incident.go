@@ -19,16 +19,13 @@ import (
 	"psagate/internal/message"
 	"psagate/internal/psa"
 	"psagate/internal/route"
+	"psagate/internal/rules"
 	"psagate/internal/sanitize"
 	"psagate/internal/store"
 )
 
-// Actions the engine handles (drop and reject never reach it).
-const (
-	ActionTicket = "ticket"
-	ActionNote   = "note"
-	ActionClose  = "close"
-)
+// The engine handles the actions ticket, note and close of rules.Action
+// (the one decision vocabulary); drop, reject and quarantine never reach it.
 
 // Repeat policies of a ticket rule.
 const (
@@ -37,36 +34,40 @@ const (
 	RepeatNew    = "new"
 )
 
-// Effects say what a decision did, for the audit trail and `try`.
+// Effect says what a decision did to the incident, for the audit trail,
+// `try` and the metrics.
+type Effect string
+
+// The effects.
 const (
-	EffectOpened    = "opened"
-	EffectHeld      = "held" // hold-down started: no ticket yet
-	EffectHeldAgain = "held-repeat"
-	EffectNoted     = "noted"
-	EffectIgnored   = "ignored"
-	EffectNew       = "new-ticket"
-	EffectReopened  = "reopened"
-	EffectClosed    = "closed"
-	EffectCancelled = "cancelled" // recovery inside the hold-down: no ticket was made
-	EffectNoop      = "no-op"     // nothing open for the key
-	EffectKeptOpen  = "noted-not-closed"
+	EffectOpened    Effect = "opened"
+	EffectHeld      Effect = "held" // hold-down started: no ticket yet
+	EffectHeldAgain Effect = "held-repeat"
+	EffectNoted     Effect = "noted"
+	EffectIgnored   Effect = "ignored"
+	EffectNew       Effect = "new-ticket"
+	EffectReopened  Effect = "reopened"
+	EffectClosed    Effect = "closed"
+	EffectCancelled Effect = "cancelled" // recovery inside the hold-down: no ticket was made
+	EffectNoop      Effect = "no-op"     // nothing open for the key
+	EffectKeptOpen  Effect = "noted-not-closed"
 	// EffectClosedInPSA: the PSA showed the ticket closed, completed,
 	// merged or deleted by someone else; the incident ended with it.
-	EffectClosedInPSA = "closed-in-psa"
+	EffectClosedInPSA Effect = "closed-in-psa"
 	// EffectThrottled: a repeat counted, not noted, because the ticket had
 	// its max_notes_per_hour already (storm control).
-	EffectThrottled = "throttled"
+	EffectThrottled Effect = "throttled"
 	// EffectSummarised: the one note summing up the throttled repeats.
-	EffectSummarised = "summarised"
+	EffectSummarised Effect = "summarised"
 	// EffectEscalated: a more severe repeat raised the ticket's priority.
-	EffectEscalated = "escalated"
+	EffectEscalated Effect = "escalated"
 )
 
 // Event is one decided message, as the incident engine needs it.
 type Event struct {
 	MessageID   string
 	At          time.Time
-	Action      string
+	Action      rules.Action
 	Rule        string
 	Client      string
 	Device      string
@@ -93,8 +94,8 @@ type Event struct {
 
 // Outcome is what the engine did with an event or a timer.
 type Outcome struct {
-	Decision string // ticket, note or close, in DESIGN words, after correlation
-	Effect   string
+	Decision rules.Action // ticket, note or close, after correlation
+	Effect   Effect
 	Incident *store.Incident
 	Jobs     []*store.Job
 	Detail   string
@@ -124,11 +125,11 @@ func (e *Engine) Apply(tx *store.Tx, ev *Event) (*Outcome, error) {
 	}
 	var out *Outcome
 	switch ev.Action {
-	case ActionTicket:
+	case rules.ActionTicket:
 		out, err = e.ticket(tx, ev, cur)
-	case ActionNote:
+	case rules.ActionNote:
 		out, err = e.note(tx, ev, cur)
-	case ActionClose:
+	case rules.ActionClose:
 		out, err = e.close(tx, ev, cur)
 	default:
 		return nil, fmt.Errorf("incident: action %q is not handled here", ev.Action)
@@ -157,7 +158,7 @@ func (e *Engine) ticket(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome,
 			if err := tx.PutIncident(cur); err != nil {
 				return nil, err
 			}
-			return &Outcome{Decision: ActionTicket, Effect: EffectHeldAgain, Incident: cur,
+			return &Outcome{Decision: rules.ActionTicket, Effect: EffectHeldAgain, Incident: cur,
 				Detail: fmt.Sprintf("still in hold-down until %s (%d alerts)", cur.DueAt.UTC().Format(time.RFC3339), cur.Count)}, nil
 		}
 		if cur.NoPSA && cur.Ticket.IsZero() && e.Router.EnabledAt(cur.Client, ev.At) {
@@ -169,7 +170,7 @@ func (e *Engine) ticket(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome,
 			if err := tx.PutIncident(cur); err != nil {
 				return nil, err
 			}
-			return &Outcome{Decision: ActionNote, Effect: EffectIgnored, Incident: cur,
+			return &Outcome{Decision: rules.ActionNote, Effect: EffectIgnored, Incident: cur,
 				Detail: fmt.Sprintf("repeat counted only (%d alerts)", cur.Count)}, nil
 		case RepeatNew:
 			// The earlier incident stays as it is in the PSA; the key now
@@ -221,7 +222,7 @@ func (e *Engine) reopen(tx *store.Tx, ev *Event, cur *store.Incident, title, det
 	if err := tx.PutIncident(cur); err != nil {
 		return nil, err
 	}
-	return &Outcome{Decision: ActionTicket, Effect: EffectReopened, Incident: cur, Jobs: []*store.Job{j}, Detail: detail}, nil
+	return &Outcome{Decision: rules.ActionTicket, Effect: EffectReopened, Incident: cur, Jobs: []*store.Job{j}, Detail: detail}, nil
 }
 
 // open starts a new incident for ev: at once, or after a hold-down.
@@ -262,7 +263,7 @@ func (e *Engine) open(tx *store.Tx, ev *Event, absence *store.Incident) (*Outcom
 		if err := tx.PutIncident(inc); err != nil {
 			return nil, err
 		}
-		return &Outcome{Decision: ActionTicket, Effect: EffectHeld, Incident: inc,
+		return &Outcome{Decision: rules.ActionTicket, Effect: EffectHeld, Incident: inc,
 			Detail: fmt.Sprintf("hold-down: a ticket opens at %s unless a recovery arrives first", inc.DueAt.UTC().Format(time.RFC3339))}, nil
 	}
 	inc.State = store.StateOpen
@@ -278,7 +279,7 @@ func (e *Engine) open(tx *store.Tx, ev *Event, absence *store.Incident) (*Outcom
 	if inc.NoPSA {
 		detail = "client disabled: recorded, no PSA call"
 	}
-	return &Outcome{Decision: ActionTicket, Effect: EffectOpened, Incident: inc, Jobs: jobs, Detail: detail}, nil
+	return &Outcome{Decision: rules.ActionTicket, Effect: EffectOpened, Incident: inc, Jobs: jobs, Detail: detail}, nil
 }
 
 func (e *Engine) createJobs(tx *store.Tx, ev *Event, inc *store.Incident, summary, description string) ([]*store.Job, error) {
@@ -328,7 +329,7 @@ func (e *Engine) attachJobs(tx *store.Tx, ev *Event, inc *store.Incident) ([]*st
 
 func (e *Engine) note(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, error) {
 	if cur == nil || !cur.Active() {
-		return &Outcome{Decision: ActionNote, Effect: EffectNoop, Detail: "no open incident for key " + ev.Key}, nil
+		return &Outcome{Decision: rules.ActionNote, Effect: EffectNoop, Detail: "no open incident for key " + ev.Key}, nil
 	}
 	cur.LastSeen, cur.LastMessage = ev.At, ev.MessageID
 	cur.Count++
@@ -350,12 +351,12 @@ func (e *Engine) note(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, e
 	if err := tx.PutIncident(cur); err != nil {
 		return nil, err
 	}
-	return &Outcome{Decision: ActionNote, Effect: EffectNoted, Incident: cur, Jobs: jobs}, nil
+	return &Outcome{Decision: rules.ActionNote, Effect: EffectNoted, Incident: cur, Jobs: jobs}, nil
 }
 
 func (e *Engine) close(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, error) {
 	if cur == nil || !cur.Active() {
-		return &Outcome{Decision: ActionClose, Effect: EffectNoop, Detail: "nothing open for key " + ev.Key}, nil
+		return &Outcome{Decision: rules.ActionClose, Effect: EffectNoop, Detail: "nothing open for key " + ev.Key}, nil
 	}
 	cur.LastSeen, cur.LastMessage = ev.At, ev.MessageID
 	if cur.State == store.StatePending {
@@ -367,7 +368,7 @@ func (e *Engine) close(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, 
 		if err := tx.PutIncident(cur); err != nil {
 			return nil, err
 		}
-		return &Outcome{Decision: ActionClose, Effect: EffectCancelled, Incident: cur,
+		return &Outcome{Decision: rules.ActionClose, Effect: EffectCancelled, Incident: cur,
 			Detail: fmt.Sprintf("recovered %s after the first alert, inside the hold-down: no ticket", ev.At.Sub(cur.FirstSeen).Round(time.Second))}, nil
 	}
 	settings := e.Router.Effective(cur.Client, cur.Device, ev.Overrides)
@@ -386,7 +387,7 @@ func (e *Engine) close(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, 
 		if err := tx.PutIncident(cur); err != nil {
 			return nil, err
 		}
-		return &Outcome{Decision: ActionClose, Effect: EffectKeptOpen, Incident: cur, Jobs: jobs,
+		return &Outcome{Decision: rules.ActionClose, Effect: EffectKeptOpen, Incident: cur, Jobs: jobs,
 			Detail: "auto_close = false: the recovery was added as a note"}, nil
 	}
 	cur.State = store.StateClosed
@@ -412,7 +413,7 @@ func (e *Engine) close(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, 
 	if err := tx.PutIncident(cur); err != nil {
 		return nil, err
 	}
-	return &Outcome{Decision: ActionClose, Effect: EffectClosed, Incident: cur, Jobs: jobs}, nil
+	return &Outcome{Decision: rules.ActionClose, Effect: EffectClosed, Incident: cur, Jobs: jobs}, nil
 }
 
 // job starts a job for inc.
@@ -558,7 +559,7 @@ func (e *Engine) Fire(tx *store.Tx, tm store.Timer, now time.Time) (*Outcome, er
 		if err := tx.PutIncident(inc); err != nil {
 			return nil, err
 		}
-		return &Outcome{Decision: ActionTicket, Effect: EffectOpened, Incident: inc, Jobs: jobs,
+		return &Outcome{Decision: rules.ActionTicket, Effect: EffectOpened, Incident: inc, Jobs: jobs,
 			Detail: fmt.Sprintf("hold-down ended without a recovery (first alert %s)", inc.FirstSeen.UTC().Format(time.RFC3339))}, nil
 	case timerStorm:
 		return e.fireStorm(tx, tm, now)
@@ -586,7 +587,7 @@ func (e *Engine) Fire(tx *store.Tx, tm store.Timer, now time.Time) (*Outcome, er
 			"The last one arrived at %s:\n  %s\n\nNothing has arrived since. The device may be down or unable to send mail.\n"+
 			"This ticket closes itself when the expected mail arrives again.",
 			rec.Rule, dev, rec.Interval, rec.Last.UTC().Format(time.RFC3339), rec.Subject)
-		ev := &Event{At: now, Action: ActionTicket, Rule: rec.Rule, Client: rec.Client, Device: rec.Device,
+		ev := &Event{At: now, Action: rules.ActionTicket, Rule: rec.Rule, Client: rec.Client, Device: rec.Device,
 			Check: rec.Check + "/absent", Key: rec.Key, Summary: summary, Description: desc, Overrides: rec.Overrides}
 		out, err := e.open(tx, ev, &store.Incident{})
 		if err != nil {

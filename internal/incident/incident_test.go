@@ -11,6 +11,7 @@ import (
 	"psagate/internal/config"
 	"psagate/internal/message"
 	"psagate/internal/route"
+	"psagate/internal/rules"
 	"psagate/internal/store"
 )
 
@@ -146,15 +147,15 @@ func (h *harness) jobs() []*store.Job {
 }
 
 func failure(client, device string) Event {
-	return Event{Action: ActionTicket, Client: client, Device: device, Check: "backup", Rule: "backup failed",
+	return Event{Action: rules.ActionTicket, Client: client, Device: device, Check: "backup", Rule: "backup failed",
 		Summary: device + ": backup failed", Description: "Backup of " + device + " failed.", NoteText: "Failed again."}
 }
 
 func success(client, device string) Event {
-	return Event{Action: ActionClose, Client: client, Device: device, Check: "backup", Rule: "backup ok", NoteText: "Backup succeeded."}
+	return Event{Action: rules.ActionClose, Client: client, Device: device, Check: "backup", Rule: "backup ok", NoteText: "Backup succeeded."}
 }
 
-func want(t *testing.T, o *Outcome, decision, effect string) {
+func want(t *testing.T, o *Outcome, decision rules.Action, effect Effect) {
 	t.Helper()
 	if o.Decision != decision || o.Effect != effect {
 		t.Fatalf("outcome = %s (%s), want %s (%s); detail %q", o.Decision, o.Effect, decision, effect, o.Detail)
@@ -171,7 +172,7 @@ func wantJobs(t *testing.T, got []string, want ...string) {
 func TestOpenNoteClose(t *testing.T) {
 	h := newHarness(t)
 	o := h.apply(failure("acme", "SRV1"))
-	want(t, o, ActionTicket, EffectOpened)
+	want(t, o, rules.ActionTicket, EffectOpened)
 	id := o.Incident.ID
 	wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", id))
 	j := h.jobs()[0]
@@ -181,7 +182,7 @@ func TestOpenNoteClose(t *testing.T) {
 
 	h.advance(time.Hour)
 	o = h.apply(failure("acme", "SRV1"))
-	want(t, o, ActionNote, EffectNoted)
+	want(t, o, rules.ActionNote, EffectNoted)
 	if o.Incident.ID != id || o.Incident.Count != 2 {
 		t.Fatalf("repeat went to incident %d count %d", o.Incident.ID, o.Incident.Count)
 	}
@@ -192,12 +193,12 @@ func TestOpenNoteClose(t *testing.T) {
 
 	h.advance(time.Hour)
 	o = h.apply(success("acme", "SRV1"))
-	want(t, o, ActionClose, EffectClosed)
+	want(t, o, rules.ActionClose, EffectClosed)
 	wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", id), fmt.Sprintf("note:%d", id), fmt.Sprintf("close:%d", id))
 
 	// A second recovery finds nothing open: counted, no job.
 	o = h.apply(success("acme", "SRV1"))
-	want(t, o, ActionClose, EffectNoop)
+	want(t, o, rules.ActionClose, EffectNoop)
 	if len(h.outbox()) != 3 {
 		t.Fatalf("no-op close queued a job: %v", h.outbox())
 	}
@@ -209,7 +210,7 @@ func TestRepeatIgnoreAndNew(t *testing.T) {
 	ev.Repeat = RepeatIgnore
 	first := h.apply(ev)
 	o := h.apply(ev)
-	want(t, o, ActionNote, EffectIgnored)
+	want(t, o, rules.ActionNote, EffectIgnored)
 	if o.Incident.Count != 2 || o.Incident.Ignored != 1 {
 		t.Fatalf("ignore did not count: %+v", o.Incident)
 	}
@@ -217,14 +218,14 @@ func TestRepeatIgnoreAndNew(t *testing.T) {
 
 	ev.Repeat = RepeatNew
 	o = h.apply(ev)
-	want(t, o, ActionTicket, EffectNew)
+	want(t, o, rules.ActionTicket, EffectNew)
 	if o.Incident.ID == first.Incident.ID {
 		t.Fatal("repeat=new reused the incident")
 	}
 	wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", first.Incident.ID), fmt.Sprintf("create:%d", o.Incident.ID))
 	// The recovery closes the newest one.
 	c := h.apply(success("acme", "SRV2"))
-	want(t, c, ActionClose, EffectClosed)
+	want(t, c, rules.ActionClose, EffectClosed)
 	if c.Incident.ID != o.Incident.ID {
 		t.Fatalf("closed incident %d, want the newest %d", c.Incident.ID, o.Incident.ID)
 	}
@@ -234,7 +235,7 @@ func TestReopenWindow(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		after  time.Duration
-		effect string
+		effect Effect
 	}{
 		{"inside", 3 * time.Hour, EffectReopened},
 		{"outside", 30 * time.Hour, EffectOpened},
@@ -248,7 +249,7 @@ func TestReopenWindow(t *testing.T) {
 			h.apply(success("acme", "SRV3"))
 			h.advance(tc.after)
 			o := h.apply(ev)
-			want(t, o, ActionTicket, tc.effect)
+			want(t, o, rules.ActionTicket, tc.effect)
 			id1 := first.Incident.ID
 			if tc.effect == EffectReopened {
 				if o.Incident.ID != id1 || o.Incident.Reopened != 1 {
@@ -268,13 +269,13 @@ func TestReopenWindow(t *testing.T) {
 func TestDisabledClientRecordsWithoutPSA(t *testing.T) {
 	h := newHarness(t)
 	o := h.apply(failure("paused", "SRV4"))
-	want(t, o, ActionTicket, EffectOpened)
+	want(t, o, rules.ActionTicket, EffectOpened)
 	if !o.Incident.NoPSA {
 		t.Fatal("incident of a disabled client is not marked NoPSA")
 	}
 	h.apply(failure("paused", "SRV4"))
 	c := h.apply(success("paused", "SRV4"))
-	want(t, c, ActionClose, EffectClosed)
+	want(t, c, rules.ActionClose, EffectClosed)
 	wantJobs(t, h.outbox())
 }
 
@@ -282,7 +283,7 @@ func TestAutoCloseOffTurnsCloseIntoNote(t *testing.T) {
 	h := newHarness(t)
 	o := h.apply(failure("manual", "SRV5"))
 	c := h.apply(success("manual", "SRV5"))
-	want(t, c, ActionClose, EffectKeptOpen)
+	want(t, c, rules.ActionClose, EffectKeptOpen)
 	if c.Incident.State != store.StateOpen {
 		t.Fatalf("state = %s, want open", c.Incident.State)
 	}
@@ -322,17 +323,17 @@ func TestDeviceOverrideWinsOverClientAndOrg(t *testing.T) {
 }
 
 func TestHoldDown(t *testing.T) {
-	lost := Event{Action: ActionTicket, Client: "acme", Device: "PC1", Check: "connection", Rule: "lost",
+	lost := Event{Action: rules.ActionTicket, Client: "acme", Device: "PC1", Check: "connection", Rule: "lost",
 		Summary: "PC1 offline", Description: "Agent connection lost.", Delay: 15 * time.Minute, Repeat: RepeatIgnore}
-	restored := Event{Action: ActionClose, Client: "acme", Device: "PC1", Check: "connection", Rule: "restored"}
+	restored := Event{Action: rules.ActionClose, Client: "acme", Device: "PC1", Check: "connection", Rule: "restored"}
 
 	t.Run("recovery inside the delay makes no job", func(t *testing.T) {
 		h := newHarness(t)
 		o := h.apply(lost)
-		want(t, o, ActionTicket, EffectHeld)
+		want(t, o, rules.ActionTicket, EffectHeld)
 		h.advance(4*time.Minute + 37*time.Second)
 		c := h.apply(restored)
-		want(t, c, ActionClose, EffectCancelled)
+		want(t, c, rules.ActionClose, EffectCancelled)
 		h.advance(time.Hour)
 		if outs := h.fire(); len(outs) != 0 {
 			t.Fatalf("cancelled hold-down fired: %+v", outs[0])
@@ -352,10 +353,10 @@ func TestHoldDown(t *testing.T) {
 		if len(outs) != 1 {
 			t.Fatalf("fired %d, want 1", len(outs))
 		}
-		want(t, outs[0], ActionTicket, EffectOpened)
+		want(t, outs[0], rules.ActionTicket, EffectOpened)
 		h.advance(time.Hour)
 		c := h.apply(restored)
-		want(t, c, ActionClose, EffectClosed)
+		want(t, c, rules.ActionClose, EffectClosed)
 		id := o.Incident.ID
 		wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", id), fmt.Sprintf("close:%d", id))
 	})
@@ -377,7 +378,7 @@ func TestHoldDown(t *testing.T) {
 		h.apply(lost)
 		h.restart()
 		h.advance(5 * time.Minute)
-		want(t, h.apply(restored), ActionClose, EffectCancelled)
+		want(t, h.apply(restored), rules.ActionClose, EffectCancelled)
 		h.restart()
 		h.advance(time.Hour)
 		if outs := h.fire(); len(outs) != 0 {
@@ -389,10 +390,10 @@ func TestHoldDown(t *testing.T) {
 
 func TestAbsence(t *testing.T) {
 	h := newHarness(t)
-	ok := Event{Action: ActionClose, Client: "acme", Device: "SRV6", Check: "backup", Rule: "backup ok",
+	ok := Event{Action: rules.ActionClose, Client: "acme", Device: "SRV6", Check: "backup", Rule: "backup ok",
 		Summary: "[BDR] Successful Backup: SRV6", Expect: 26 * time.Hour}
 	o := h.apply(ok)
-	want(t, o, ActionClose, EffectNoop)
+	want(t, o, rules.ActionClose, EffectNoop)
 
 	h.advance(25 * time.Hour)
 	if outs := h.fire(); len(outs) != 0 {
@@ -448,10 +449,10 @@ func TestAttachmentsBecomeJobs(t *testing.T) {
 
 func TestNoteAction(t *testing.T) {
 	h := newHarness(t)
-	n := Event{Action: ActionNote, Client: "acme", Device: "SRV7", Check: "backup", NoteText: "FYI"}
-	want(t, h.apply(n), ActionNote, EffectNoop)
+	n := Event{Action: rules.ActionNote, Client: "acme", Device: "SRV7", Check: "backup", NoteText: "FYI"}
+	want(t, h.apply(n), rules.ActionNote, EffectNoop)
 	o := h.apply(failure("acme", "SRV7"))
-	want(t, h.apply(n), ActionNote, EffectNoted)
+	want(t, h.apply(n), rules.ActionNote, EffectNoted)
 	wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", o.Incident.ID), fmt.Sprintf("note:%d", o.Incident.ID))
 }
 

@@ -127,10 +127,14 @@ func TestCallersUseListedWords(t *testing.T) {
 
 	inc := readSource(t, "../incident/incident.go")
 	consts := map[string]string{}
-	for _, c := range regexp.MustCompile(`\b((?:Action|Effect)\w+)\s*=\s*"([^"]+)"`).FindAllStringSubmatch(inc, -1) {
+	// The decision words are rules.Action's, the effects incident.Effect's.
+	for _, c := range regexp.MustCompile(`\b(Action\w+)\s+Action\s*=\s*"([^"]+)"`).FindAllStringSubmatch(readSource(t, "../rules/rules.go"), -1) {
 		consts[c[1]] = c[2]
 	}
-	pairs := regexp.MustCompile(`Decision: (Action\w+), Effect: (Effect\w+)`).FindAllStringSubmatch(inc, -1)
+	for _, c := range regexp.MustCompile(`\b(Effect\w+)\s+(?:Effect\s*)?=\s*"([^"]+)"`).FindAllStringSubmatch(inc, -1) {
+		consts[c[1]] = c[2]
+	}
+	pairs := regexp.MustCompile(`Decision: rules\.(Action\w+), Effect: (Effect\w+)`).FindAllStringSubmatch(inc, -1)
 	if len(pairs) < 8 {
 		t.Fatalf("found only %d outcomes in incident.go: the pattern no longer fits the code", len(pairs))
 	}

@@ -125,7 +125,12 @@ import (
 	"time"
 )
 
-// Action is what a decision does with the message, in DESIGN words.
+// Action is what a decision does with the message. It is psagate's one
+// decision vocabulary: the rule file's `action`, the verdict spooled with a
+// message, the incident engine's input and outcome, the audit record, `try`
+// output and the "decision" metric label all use these values and no
+// others. What the incident engine then did (opened, noted, held ...) is an
+// incident.Effect.
 type Action string
 
 // The actions.
