@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -40,10 +41,7 @@ func openState(cfg *config.Config) (stateAccess, error) {
 	if !errors.Is(err, store.ErrLocked) {
 		return nil, err
 	}
-	if cfg.HTTP.Listen == "" {
-		return nil, fmt.Errorf("%w, and http.listen is off so its admin API cannot be used", err)
-	}
-	return &remote{base: "http://" + cfg.HTTP.Listen, c: &http.Client{Timeout: 30 * time.Second}}, nil
+	return &remote{sock: cfg.HTTP.AdminSocket, c: app.AdminClient(cfg.HTTP.AdminSocket, 30*time.Second)}, nil
 }
 
 type direct struct{ db *store.DB }
@@ -60,18 +58,21 @@ func (d *direct) Close()                                               { d.db.Cl
 func (d *direct) Via() string                                          { return "database " + d.db.Path() }
 
 type remote struct {
-	base string
+	sock string
 	c    *http.Client
 }
 
 func (r *remote) do(method, path string, out any) error {
-	req, err := http.NewRequest(method, r.base+path, nil)
+	req, err := http.NewRequest(method, app.AdminURL(path), nil)
 	if err != nil {
 		return err
 	}
 	resp, err := r.c.Do(req)
 	if err != nil {
-		return fmt.Errorf("the database is held by a running psagate, and its admin API did not answer: %w", err)
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("the database is held by a running psagate, and its admin socket %s refuses this user: run the command as the service user or root", r.sock)
+		}
+		return fmt.Errorf("the database is held by a running psagate, and its admin API (socket %s) did not answer: %w", r.sock, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -121,7 +122,7 @@ func (r *remote) Audit(f app.AuditFilter) ([]*store.AuditEntry, error) {
 }
 
 func (r *remote) Close()      {}
-func (r *remote) Via() string { return "admin API " + r.base }
+func (r *remote) Via() string { return "admin API " + r.sock }
 
 func cmdQueue(args []string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlags("queue", stderr)

@@ -284,12 +284,12 @@ func copyState(cfg *config.Config, src, dst string) error {
 		defer db.Close()
 		return db.CopyTo(dst)
 	}
-	if !errors.Is(err, store.ErrLocked) || cfg.HTTP.Listen == "" {
+	if !errors.Is(err, store.ErrLocked) {
 		return err
 	}
-	resp, herr := http.Get("http://" + cfg.HTTP.Listen + "/admin/backup")
+	resp, herr := app.AdminClient(cfg.HTTP.AdminSocket, 10*time.Minute).Get(app.AdminURL("/admin/backup"))
 	if herr != nil {
-		return fmt.Errorf("%w; and the admin API at %s did not answer: %v", err, cfg.HTTP.Listen, herr)
+		return fmt.Errorf("%w; and the admin API at %s did not answer: %v", err, cfg.HTTP.AdminSocket, herr)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

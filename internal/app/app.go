@@ -65,13 +65,16 @@ type App struct {
 	Deliverer *deliver.Deliverer
 	Providers map[string]psa.Provider
 
-	smtp     *smtpd.Server
-	smtpLn   net.Listener
-	httpSrv  *http.Server
-	httpLn   net.Listener
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	rulesErr error
+	smtp      *smtpd.Server
+	smtpLn    net.Listener
+	httpSrv   *http.Server
+	httpLn    net.Listener
+	adminSrv  *http.Server
+	adminLn   net.Listener
+	adminSock string
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	rulesErr  error
 }
 
 // LoadSnapshot reads the config and its rules.
@@ -172,6 +175,17 @@ func Start(ctx context.Context, cfgPath string, o Options) (*App, error) {
 		}
 		a.httpSrv = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
+	a.adminSock = cfg.HTTP.AdminSocket
+	a.adminLn, err = listenAdmin(a.adminSock)
+	if err != nil {
+		if a.httpLn != nil {
+			a.httpLn.Close()
+		}
+		a.smtpLn.Close()
+		db.Close()
+		return nil, err
+	}
+	a.adminSrv = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ConnContext: adminConnContext}
 
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
@@ -201,7 +215,12 @@ func Start(ctx context.Context, cfgPath string, o Options) (*App, error) {
 			}
 		}()
 	}
-	a.log.Info("psagate started", "smtp", a.smtpLn.Addr().String(), "http", a.HTTPAddr(), "state", cfg.State.Path,
+	go func() {
+		if err := a.adminSrv.Serve(a.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("admin API server stopped", "err", err)
+		}
+	}()
+	a.log.Info("psagate started", "smtp", a.smtpLn.Addr().String(), "http", a.HTTPAddr(), "admin", a.adminSock, "state", cfg.State.Path,
 		"rules", len(snap.Rules.Rules()), "clients", len(cfg.Clients), "provider", cfg.PSA.Provider())
 	return a, nil
 }
@@ -222,6 +241,9 @@ func (a *App) Snapshot() *gateway.Snapshot { return a.Gateway.Snapshot() }
 
 // SMTPAddr is the SMTP listener's address.
 func (a *App) SMTPAddr() string { return a.smtpLn.Addr().String() }
+
+// AdminSocket is the path of the admin API's Unix socket.
+func (a *App) AdminSocket() string { return a.adminSock }
 
 // HTTPAddr is the HTTP listener's address, or "".
 func (a *App) HTTPAddr() string {
@@ -254,6 +276,7 @@ func (a *App) Reload() error {
 		changed bool
 	}{
 		{"http.listen", old.HTTP.Listen != snap.Config.HTTP.Listen},
+		{"http.admin_socket", old.HTTP.AdminSocket != snap.Config.HTTP.AdminSocket},
 		{"state.path", old.State.Path != snap.Config.State.Path},
 		{"rules.dir", old.Rules.Dir != snap.Config.Rules.Dir},
 		{"log.format", old.Log.Format != snap.Config.Log.Format},
@@ -332,6 +355,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 		_ = a.httpSrv.Shutdown(hctx)
 		cancel()
 	}
+	hctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = a.adminSrv.Shutdown(hctx)
+	cancel()
+	os.Remove(a.adminSock)
 	a.cancel()
 	a.wg.Wait()
 	a.Gateway.CloseAudit()

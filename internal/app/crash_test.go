@@ -2,10 +2,7 @@ package app
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,11 +53,12 @@ type child struct {
 	cmd    *exec.Cmd
 	smtp   string
 	http   string
+	admin  string // the admin API's Unix socket
 	stdout *testutil.Buffer
 	exited chan error
 }
 
-var startedRe = regexp.MustCompile(`msg="psagate started" smtp=(\S+) http=(\S+)`)
+var startedRe = regexp.MustCompile(`msg="psagate started" smtp=(\S+) http=(\S+) admin=(\S+)`)
 
 func startChild(t *testing.T, cfg string) *child {
 	t.Helper()
@@ -74,20 +72,20 @@ func startChild(t *testing.T, cfg string) *child {
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	started := make(chan [2]string, 1)
+	started := make(chan [3]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			if m := startedRe.FindStringSubmatch(sc.Text()); m != nil {
-				started <- [2]string{m[1], m[2]}
+				started <- [3]string{m[1], m[2], m[3]}
 			}
 		}
 	}()
 	go func() { c.exited <- c.cmd.Wait() }()
 	select {
 	case a := <-started:
-		c.smtp, c.http = a[0], a[1]
+		c.smtp, c.http, c.admin = a[0], a[1], a[2]
 	case err := <-c.exited:
 		t.Fatalf("psagate serve exited at start: %v", err)
 	case <-time.After(30 * time.Second):
@@ -107,18 +105,7 @@ func (c *child) kill() {
 	c.exited <- nil // let Cleanup's receive return
 }
 
-func (c *child) getJSON(path string, v any) error {
-	resp, err := http.Get("http://" + c.http + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("%s: %s", resp.Status, b)
-	}
-	return json.Unmarshal(b, v)
-}
+func (c *child) getJSON(path string, v any) error { return getJSONFrom(c.admin, path, v) }
 
 func failureMail(device string) []byte {
 	return []byte(fmt.Sprintf("From: PVC-BDR1 <bdr1@pinecrest-vet.example>\r\nTo: pinecrest@alerts.example.net\r\n"+

@@ -3,9 +3,7 @@ package app
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,9 +13,8 @@ import (
 	"psagate/internal/store"
 )
 
-// httpHandler serves /metrics, /healthz, /readyz and, to loopback peers
-// only, the admin API that the CLI uses while the server holds the
-// database lock (bbolt allows one process at a time).
+// httpHandler serves /metrics, /healthz and /readyz on TCP. The admin API
+// is on the Unix socket (adminHandler); a request for it here is told where.
 func (a *App) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", a.Metrics.Handler())
@@ -25,6 +22,15 @@ func (a *App) httpHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "the admin API is served on the Unix socket [http] admin_socket, not on TCP", http.StatusNotFound)
+	})
+	return mux
+}
+
+// adminHandler is the admin API that the CLI uses while the server holds
+// the database lock (bbolt allows one process at a time).
+func (a *App) adminHandler() http.Handler {
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /admin/queue", a.adminQueue)
 	admin.HandleFunc("POST /admin/queue/retry/{id}", a.adminRetry)
@@ -40,46 +46,8 @@ func (a *App) httpHandler() http.Handler {
 		}
 		fmt.Fprintln(w, "reloaded")
 	})
-	mux.Handle("/admin/", loopbackOnly(admin))
-	return mux
-}
-
-// loopbackOnly lets through requests from this host only: over loopback,
-// or to a non-loopback listen address from that same address (the CLI on
-// the gateway's own machine when http.listen names one interface).
-func loopbackOnly(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !fromThisHost(r) {
-			http.Error(w, "the admin API answers clients on this host only", http.StatusForbidden)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-func fromThisHost(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return false
-	}
-	ip = ip.Unmap()
-	if ip.IsLoopback() {
-		return true
-	}
-	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	if !ok {
-		return false
-	}
-	lhost, _, err := net.SplitHostPort(local.String())
-	if err != nil {
-		return false
-	}
-	lip, err := netip.ParseAddr(lhost)
-	return err == nil && lip.Unmap() == ip
+	a.adminRoutes(admin)
+	return sameUserOnly(sameOrigin(admin))
 }
 
 // Readiness reports why the gateway is not ready, or nothing.

@@ -1,34 +1,40 @@
 package app
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 )
 
-func TestAdminAPIOnlyFromThisHost(t *testing.T) {
+// TestAdminRefusesForeignOrigin: a state-changing admin request that a
+// browser could have been tricked into sending (any Origin, or a Host that
+// is not this gateway: DNS rebinding) is refused; the CLI's is not.
+func TestAdminRefusesForeignOrigin(t *testing.T) {
 	tests := []struct {
-		remote, local string
-		want          bool
+		method, host, origin string
+		want                 bool
 	}{
-		{"127.0.0.1:5000", "127.0.0.1:9725", true},
-		{"[::1]:5000", "[::1]:9725", true},
-		{"10.0.0.5:5000", "10.0.0.5:9725", true},  // the CLI on the gateway host, listen on one interface
-		{"10.0.0.9:5000", "10.0.0.5:9725", false}, // another machine
-		{"203.0.113.7:5000", "127.0.0.1:9725", false},
+		{"POST", AdminHost, "", true},
+		{"POST", "localhost:9725", "", true},
+		{"POST", "127.0.0.1:9725", "", true},
+		{"POST", "[::1]:9725", "", true},
+		{"POST", AdminHost, "http://attacker.example", false},
+		{"POST", "localhost", "http://localhost:9725", false}, // the CLI never sends Origin
+		{"POST", "attacker.example", "", false},
+		{"POST", "10.0.0.5:9725", "", false},
+		{"GET", "attacker.example", "http://attacker.example", true}, // reads change nothing; the socket guards them
 	}
 	for _, tt := range tests {
-		r := httptest.NewRequest("GET", "/admin/queue", nil)
-		r.RemoteAddr = tt.remote
-		local, _ := net.ResolveTCPAddr("tcp", tt.local)
-		r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, net.Addr(local)))
+		r := httptest.NewRequest(tt.method, "/admin/reload", nil)
+		r.Host = tt.host
+		if tt.origin != "" {
+			r.Header.Set("Origin", tt.origin)
+		}
 		w := httptest.NewRecorder()
 		called := false
-		loopbackOnly(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true })).ServeHTTP(w, r)
-		if called != tt.want {
-			t.Errorf("remote %s to %s: allowed=%v, want %v (status %d)", tt.remote, tt.local, called, tt.want, w.Code)
+		sameOrigin(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true })).ServeHTTP(w, r)
+		if called != tt.want || (!tt.want && w.Code != http.StatusForbidden) {
+			t.Errorf("%s Host %q Origin %q: allowed=%v (status %d), want %v", tt.method, tt.host, tt.origin, called, w.Code, tt.want)
 		}
 	}
 }

@@ -181,6 +181,7 @@ type secretChild struct {
 	stderr  *testutil.Buffer
 	smtp    string
 	http    string
+	admin   string
 	done    chan struct{} // closed when the process has exited and its output is read
 	exitErr error
 }
@@ -200,14 +201,14 @@ func startSecretChild(t *testing.T, cfg string, env []string) *secretChild {
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	started := make(chan [2]string, 1)
+	started := make(chan [3]string, 1)
 	go func() {
 		rd := bufio.NewReader(pipe)
 		for {
 			line, err := rd.ReadString('\n')
 			c.stderr.Write([]byte(line))
-			if smtp, http, ok := startedLine(line); ok {
-				started <- [2]string{smtp, http}
+			if smtp, http, admin, ok := startedLine(line); ok {
+				started <- [3]string{smtp, http, admin}
 			}
 			if err != nil {
 				break
@@ -218,7 +219,7 @@ func startSecretChild(t *testing.T, cfg string, env []string) *secretChild {
 	}()
 	select {
 	case a := <-started:
-		c.smtp, c.http = a[0], a[1]
+		c.smtp, c.http, c.admin = a[0], a[1], a[2]
 	case <-c.done:
 		t.Fatalf("psagate serve exited at start: %v\n%s", c.exitErr, c.stderr.String())
 	case <-time.After(30 * time.Second):
@@ -233,15 +234,15 @@ func startSecretChild(t *testing.T, cfg string, env []string) *secretChild {
 }
 
 // startedLine finds the listen addresses in the start line of either format.
-func startedLine(line string) (smtp, http string, ok bool) {
+func startedLine(line string) (smtp, http, admin string, ok bool) {
 	if m := startedRe.FindStringSubmatch(line); m != nil {
-		return m[1], m[2], true
+		return m[1], m[2], m[3], true
 	}
-	var j struct{ Msg, SMTP, HTTP string }
+	var j struct{ Msg, SMTP, HTTP, Admin string }
 	if json.Unmarshal([]byte(line), &j) == nil && j.Msg == "psagate started" {
-		return j.SMTP, j.HTTP, true
+		return j.SMTP, j.HTTP, j.Admin, true
 	}
-	return "", "", false
+	return "", "", "", false
 }
 
 func (c *secretChild) signal(sig os.Signal) {
@@ -557,7 +558,7 @@ func leakServeRun(t *testing.T, format string) {
 
 	queue := func() QueueView {
 		var q QueueView
-		if err := getJSONFrom(c.http, "/admin/queue", &q); err != nil {
+		if err := getJSONFrom(c.admin, "/admin/queue", &q); err != nil {
 			t.Fatal(err)
 		}
 		return q
@@ -604,8 +605,14 @@ func leakServeRun(t *testing.T, format string) {
 
 	// Everything the HTTP listener serves.
 	bodies := map[string][]byte{}
+	admin := AdminClient(c.admin, 30*time.Second)
 	for _, p := range []string{"/metrics", "/healthz", "/readyz", "/admin/queue", "/admin/audit?n=1000", "/admin/incidents?n=1000", "/admin/backup"} {
-		resp, err := http.Get("http://" + c.http + p)
+		get := http.Get
+		url := "http://" + c.http + p
+		if strings.HasPrefix(p, "/admin/") {
+			get, url = admin.Get, AdminURL(p)
+		}
+		resp, err := get(url)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -719,8 +726,9 @@ func leakServeRun(t *testing.T, format string) {
 	}
 }
 
-func getJSONFrom(addr, path string, v any) error {
-	resp, err := http.Get("http://" + addr + path)
+// getJSONFrom reads an admin API path over the Unix socket sock.
+func getJSONFrom(sock, path string, v any) error {
+	resp, err := AdminClient(sock, 30*time.Second).Get(AdminURL(path))
 	if err != nil {
 		return err
 	}

@@ -114,10 +114,21 @@ type State struct {
 // the admin API that queue, incidents and audit use is never exposed.
 const DefaultHTTPListen = "127.0.0.1:9725"
 
-// HTTP is the [http] section: metrics, health and the loopback admin API.
+// HTTP is the [http] section: metrics and health on TCP, and the admin API
+// on a Unix socket.
 type HTTP struct {
 	Listen string `toml:"listen"`
+	// AdminSocket is the Unix socket of the admin API that queue,
+	// incidents, audit, silence and quarantine use (and `try -state`).
+	// It is created mode 0600, so only the service user (and root) can
+	// connect, and each connection's peer user is checked as well.
+	// Default: psagate-admin.sock next to the state database.
+	AdminSocket string `toml:"admin_socket"`
 }
+
+// maxSocketPath is the longest Unix socket path Linux takes (sun_path is
+// 108 bytes with its NUL; BSDs allow 104).
+const maxSocketPath = 103
 
 // Rules is the [rules] section.
 type Rules struct {
@@ -587,6 +598,13 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 	}
 	l.smtp(&cfg.SMTP)
 	l.state(&cfg.State)
+	if cfg.HTTP.AdminSocket == "" {
+		cfg.HTTP.AdminSocket = filepath.Join(filepath.Dir(cfg.State.Path), "psagate-admin.sock")
+	}
+	if len(cfg.HTTP.AdminSocket) > maxSocketPath {
+		l.errf("http.admin_socket", "the admin socket path %q is %d bytes; a Unix socket path may have at most %d: set a shorter http.admin_socket",
+			cfg.HTTP.AdminSocket, len(cfg.HTTP.AdminSocket), maxSocketPath)
+	}
 	l.rules(&cfg.Rules)
 	cfg.Deliver = l.deliver(raw.Deliver)
 	l.log(&cfg.Log)
