@@ -680,6 +680,7 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 		}
 		cfg.Clients = append(cfg.Clients, c)
 	}
+	l.expandRecipients(cfg)
 	used := cfg.UsedProviders()
 	for _, p := range l.pending {
 		if slices.Contains(used, p.provider) {

@@ -214,3 +214,24 @@ level = 3
 		t.Fatalf("Load = %v, %v", cfg, err)
 	}
 }
+
+// TestAcceptRecipientsClients: "clients" in smtp.accept_recipients stands
+// for every client's recipients; listed addresses are lower-cased; a list
+// that ends up empty is an error.
+func TestAcceptRecipientsClients(t *testing.T) {
+	cfg, err := Parse("t.toml", []byte("[smtp]\naccept_domains = [\"a.example\"]\naccept_recipients = [\"clients\", \"Extra@A.example\"]\n"+
+		"[[client]]\nname = \"x\"\nrecipients = [\"x@a.example\", \"x2@a.example\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.SMTP.AcceptRecipients, ","); got != "x@a.example,x2@a.example,extra@a.example" {
+		t.Errorf("accept_recipients = %s", got)
+	}
+	if !cfg.SMTP.RecipientAllowed("<X2@a.example>") || cfg.SMTP.RecipientAllowed("y@a.example") {
+		t.Error("RecipientAllowed disagrees with the list")
+	}
+	_, err = Parse("t.toml", []byte("[smtp]\naccept_domains = [\"a.example\"]\naccept_recipients = [\"clients\"]\n"))
+	if err == nil || !strings.Contains(err.Error(), "t.toml:3: smtp.accept_recipients: lists no address") {
+		t.Errorf("empty list: %v", err)
+	}
+}
