@@ -7,7 +7,7 @@ CONFIG   ?= configs/example.toml
 FUZZTIME ?= 10000x
 PKGS     := ./...
 
-.PHONY: run test build vet fuzz fuzz-long bench soak check-alerts clean
+.PHONY: run test build vet fuzz fuzz-long bench bench-memory soak check-alerts clean
 
 ## run: build and serve configs/example.toml (log provider, SMTP on 127.0.0.1:2525, state under ./data)
 run: build
@@ -53,6 +53,11 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./internal/rules ./internal/message ./internal/smtpd
 	$(GO) run ./cmd/psaload -duration 15s -clients 20 -size 4096
+
+## bench-memory: 50 concurrent 20 MB messages; fails if psagate's peak RSS (VmHWM) passes 512 MiB
+## (452 4.3.1 replies from the in-flight budget are expected and counted apart)
+bench-memory:
+	$(GO) run ./cmd/psaload -duration 10s -clients 50 -size 20000000 -max-peak-rss 512
 
 ## soak: 10 minutes at 200 messages/s with 50 clients, half noise (not part of `make test`)
 soak:

@@ -37,6 +37,11 @@ type Options struct {
 	ServerLog    string        // the child's log level; default warn
 	RepoRoot     string        // default: the directory holding go.mod above the working directory
 	DrainTimeout time.Duration // how long to wait for the spool to empty; default 30s
+
+	// MaxPeakRSS, when set, is the memory target of the run: it fails if
+	// the server's peak RSS (VmHWM) goes past it, and 452 4.3.1 replies
+	// (smtp.max_inflight_bytes at work) are counted apart, not as errors.
+	MaxPeakRSS int64
 }
 
 func (o *Options) defaults() error {
@@ -71,6 +76,7 @@ const (
 	outDuplicate        // 250 Already queued: the dedupe took it for a retry
 	outOther2xx         // any other 2xx
 	out4xx
+	outBusy // 452 4.3.1: the in-flight budget is full, try again later
 	out5xx
 	outConnErr // dial, read or write failure, or a reply that is not SMTP
 	nOutcomes
@@ -252,6 +258,7 @@ func Run(ctx context.Context, o Options, status io.Writer) (*Report, error) {
 	if disk != nil {
 		rep.Fsync = disk.finish()
 	}
+	rep.MaxPeakRSS = o.MaxPeakRSS
 	rep.fill(st, window, o.Duration)
 	if interrupted {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("interrupted after %s of %s", window.Round(time.Second), o.Duration))
@@ -268,6 +275,12 @@ func Run(ctx context.Context, o Options, status io.Writer) (*Report, error) {
 		} else {
 			rep.Backlog = backlogOf(m)
 			rep.Drain = drain(post, hc, httpAddr, o.DrainTimeout, m)
+		}
+	}
+	if rep.RSS != nil {
+		// The kernel's high-water mark again: the drain's work counts too.
+		if _, _, hwm, err := readRSS(pid); err == nil {
+			rep.RSS.Peak = hwm
 		}
 	}
 	if srv != nil {
@@ -613,6 +626,8 @@ func (w *worker) step(stage string, want int) (ok, keep bool) {
 // connection can carry on (421 ends the session).
 func (w *worker) refused(stage string, code int, line []byte) bool {
 	switch {
+	case code == 452 && bytes.HasPrefix(line, []byte("452 4.3.1")):
+		w.st.outcomes[outBusy].Add(1)
 	case code >= 400 && code < 500:
 		w.st.outcomes[out4xx].Add(1)
 	case code >= 500 && code < 600:

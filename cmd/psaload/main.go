@@ -45,6 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.Rcpt, "rcpt", "load@alerts.example.net", "envelope recipient (with -addr: one that the gateway accepts)")
 	fs.StringVar(&o.TempDir, "tmpdir", "", "where to create the temp dir (default $TMPDIR; /dev/shm takes disk fsync out of the figures)")
 	fs.StringVar(&o.ServerLog, "server-log", "warn", "log level of the started psagate (its warnings and errors are shown)")
+	maxRSS := fs.Int64("max-peak-rss", 0, "memory target in MiB: fail if the server's peak RSS (VmHWM) exceeds it; 452 4.3.1 replies then count apart, not as errors")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: psaload [flags]\n\nDrives psagate over loopback SMTP and reports throughput, latency, errors and memory.\n\n")
 		fs.PrintDefaults()
@@ -52,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	o.MaxPeakRSS = *maxRSS << 20
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "psaload: unexpected argument %q\n", fs.Arg(0))
 		return 2

@@ -40,6 +40,8 @@ type Report struct {
 	LoadAvgStart     float64  `json:"loadavg_1m_start"` // -1 when unknown
 	LoadAvgEnd       float64  `json:"loadavg_1m_end"`
 
+	MaxPeakRSS int64 `json:"max_peak_rss_bytes,omitempty"` // the memory target, if one was set
+
 	ErrorSamples []string `json:"error_samples,omitempty"`
 	Notes        []string `json:"notes,omitempty"`
 	KeptDir      string   `json:"kept_dir,omitempty"`
@@ -60,6 +62,7 @@ type Counts struct {
 	Duplicate   int64 `json:"duplicate"`
 	Other2xx    int64 `json:"other_2xx"`
 	Temp4xx     int64 `json:"4xx"`
+	Busy        int64 `json:"busy_452"` // 452 4.3.1 (in-flight budget full); errors unless a memory target is set
 	Perm5xx     int64 `json:"5xx"`
 	ConnErrors  int64 `json:"connection_errors"`
 	ErrorsTotal int64 `json:"errors_total"`
@@ -111,7 +114,15 @@ type Drain struct {
 
 // Failed reports whether the run saw any 4xx, 5xx or connection error, or
 // the server did not stop cleanly.
-func (r *Report) Failed() bool { return r.Outcomes.ErrorsTotal > 0 || r.ServerFailed }
+func (r *Report) Failed() bool {
+	return r.Outcomes.ErrorsTotal > 0 || r.ServerFailed || r.overMemory()
+}
+
+// overMemory reports whether a memory target was set and missed (or could
+// not be measured).
+func (r *Report) overMemory() bool {
+	return r.MaxPeakRSS > 0 && (r.RSS == nil || r.RSS.Peak == 0 || r.RSS.Peak > r.MaxPeakRSS)
+}
 
 func (r *Report) fill(st *stats, window, asked time.Duration) {
 	r.Duration = asked.Seconds()
@@ -126,9 +137,12 @@ func (r *Report) fill(st *stats, window, asked time.Duration) {
 	o := &st.outcomes
 	r.Outcomes = Counts{
 		Queued: o[outQueued].Load(), Discarded: o[outDiscarded].Load(), Duplicate: o[outDuplicate].Load(),
-		Other2xx: o[outOther2xx].Load(), Temp4xx: o[out4xx].Load(), Perm5xx: o[out5xx].Load(), ConnErrors: o[outConnErr].Load(),
+		Other2xx: o[outOther2xx].Load(), Temp4xx: o[out4xx].Load(), Busy: o[outBusy].Load(), Perm5xx: o[out5xx].Load(), ConnErrors: o[outConnErr].Load(),
 	}
 	r.Outcomes.ErrorsTotal = r.Outcomes.Temp4xx + r.Outcomes.Perm5xx + r.Outcomes.ConnErrors
+	if r.MaxPeakRSS == 0 {
+		r.Outcomes.ErrorsTotal += r.Outcomes.Busy
+	}
 	accepted := r.Outcomes.Queued + r.Outcomes.Discarded + r.Outcomes.Duplicate + r.Outcomes.Other2xx
 	if s := window.Seconds(); s > 0 {
 		r.AcceptedPerS = float64(accepted) / s
@@ -161,9 +175,9 @@ func (r *Report) WriteText(w io.Writer) {
 	if r.RateMissed > 0 {
 		p("  rate:        %d scheduled messages not sent: every client was still waiting for a reply", r.RateMissed)
 	}
-	p("  replies:     queued %d, discarded %d, duplicate %d, other 2xx %d | 4xx %d, 5xx %d, connection errors %d",
+	p("  replies:     queued %d, discarded %d, duplicate %d, other 2xx %d | 452 4.3.1 (budget full) %d, other 4xx %d, 5xx %d, connection errors %d",
 		r.Outcomes.Queued, r.Outcomes.Discarded, r.Outcomes.Duplicate, r.Outcomes.Other2xx,
-		r.Outcomes.Temp4xx, r.Outcomes.Perm5xx, r.Outcomes.ConnErrors)
+		r.Outcomes.Busy, r.Outcomes.Temp4xx, r.Outcomes.Perm5xx, r.Outcomes.ConnErrors)
 	p("  throughput:  %.1f accepted/s (%.1f durably queued/s)", r.AcceptedPerS, r.QueuedPerS)
 	p("  latency:     p50 %s  p90 %s  p99 %s  max %s  (end of DATA to reply)",
 		fmtMS(r.Latency.P50), fmtMS(r.Latency.P90), fmtMS(r.Latency.P99), fmtMS(r.Latency.Max))
@@ -205,6 +219,17 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	if r.KeptDir != "" {
 		p("  kept:        %s (binary, config, state)", r.KeptDir)
+	}
+	if r.MaxPeakRSS > 0 {
+		verdict := "met"
+		if r.overMemory() {
+			verdict = "MISSED"
+		}
+		peak := int64(0)
+		if r.RSS != nil {
+			peak = r.RSS.Peak
+		}
+		p("  memory:      peak RSS %s, target below %s: %s", fmtBytes(peak), fmtBytes(r.MaxPeakRSS), verdict)
 	}
 	if r.Failed() {
 		p("  RESULT:      FAILED (%d errors)", r.Outcomes.ErrorsTotal)

@@ -411,7 +411,7 @@ func (g *Gateway) processBatch(n int) ([]*Result, error) {
 	eng := g.Engine(s)
 	err := g.db.Update(func(tx *store.Tx) error {
 		results = results[:0]
-		entries, err := tx.SpoolHead(n)
+		entries, err := tx.SpoolBatch(n)
 		if len(entries) == 0 && err != nil {
 			return &messageError{err} // the head record itself is damaged
 		}
@@ -561,7 +561,11 @@ func ProcessVerdict(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.Sp
 		Severity: v.Severity, Escalate: v.Escalate,
 	}
 	if v.Attach && v.Attachments > 0 {
-		a := message.Decode(e.Raw, message.Envelope{}, s.Limits())
+		raw, err := tx.SpoolRaw(e)
+		if err != nil {
+			return nil, err
+		}
+		a := message.Decode(raw, message.Envelope{}, s.Limits())
 		// The policy of the PSA this ticket goes to: each can have its own.
 		types, maxBytes := s.Config.Deliver.AttachPolicy(s.Router.Effective(v.Client, v.Device, v.Overrides).Provider())
 		ev.Attachments, ev.Withheld = FilterAttachments(a.Attachments, types, maxBytes)

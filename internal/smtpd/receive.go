@@ -73,8 +73,9 @@ var bareCREnd = []byte(bareCREndText)
 const receiveChunk = 256 << 10
 
 // spoolRoom is the spare capacity left after the message for the spool
-// record's header (the verdict, envelope and metadata as JSON).
-const spoolRoom = 64 << 10
+// record's header (the verdict, envelope and metadata as JSON: a few KiB;
+// a larger one makes the store copy the message instead).
+const spoolRoom = 16 << 10
 
 // receiver reads one message.
 type receiver struct {
@@ -118,10 +119,14 @@ func (rc *receiver) read(r io.Reader) ([]byte, error) {
 		if size <= 0 {
 			return nil, gosmtp.ErrDataTooLarge
 		}
-		if !rc.charge(size) {
+		room := int64(0)
+		if rc.hint > 0 && len(chunks) == 0 {
+			room = spoolRoom // this chunk is likely the whole message
+		}
+		if !rc.charge(size + room) {
 			return nil, errOverBudget
 		}
-		buf := make([]byte, size)
+		buf := make([]byte, size, size+room)
 		n, err := rc.fill(r, buf)
 		total += int64(n)
 		chunks = append(chunks, buf[:n])

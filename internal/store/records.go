@@ -29,36 +29,92 @@ type SpoolEntry struct {
 	Decision json.RawMessage `json:"decision,omitempty"`
 	Reason   string          `json:"reason,omitempty"` // set when quarantined
 	Raw      []byte          `json:"-"`
+
+	// lazy: read by SpoolBatch, whose entries leave the message in the
+	// database until SpoolRaw asks for it.
+	lazy bool
 }
 
-// The raw message is stored after its JSON header rather than inside it, so
-// a 25 MB alert is not base64-inflated on every write.
+// A spool record is the raw message, then its JSON header, then the
+// header's length (4 bytes, big-endian) and spoolMagic. The message is not
+// base64-inflated inside the JSON, and it comes first so that a buffer
+// with spare capacity after the message (smtpd leaves room) becomes the
+// record without a copy: a 25 MB alert is then held once by psagate, not
+// twice, while it is stored. Records of schema 1 (a length, the header,
+// then the message) are still read.
+var spoolMagic = []byte("\x00ps2")
+
 func encodeSpool(e *SpoolEntry) ([]byte, error) {
 	meta, err := json.Marshal(e)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, 4+len(meta)+len(e.Raw))
-	binary.BigEndian.PutUint32(out, uint32(len(meta)))
-	copy(out[4:], meta)
-	copy(out[4+len(meta):], e.Raw)
-	return out, nil
+	need := len(meta) + 4 + len(spoolMagic)
+	var out []byte
+	if cap(e.Raw)-len(e.Raw) >= need {
+		// Appending writes only past len(e.Raw): e.Raw itself is unchanged.
+		out = e.Raw[:len(e.Raw):cap(e.Raw)]
+	} else {
+		out = make([]byte, len(e.Raw), len(e.Raw)+need)
+		copy(out, e.Raw)
+	}
+	out = append(out, meta...)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(meta)))
+	return append(out, spoolMagic...), nil
 }
 
 func decodeSpool(seq uint64, v []byte) (*SpoolEntry, error) {
+	e, start, end, err := decodeSpoolMeta(seq, v)
+	if err != nil {
+		return nil, err
+	}
+	e.Raw = bytes.Clone(v[start:end])
+	return e, nil
+}
+
+// decodeSpoolMeta decodes a record's header and says where its message is
+// in v, without reading the message (its pages of the database file are
+// not touched, so they do not count towards psagate's resident memory).
+func decodeSpoolMeta(seq uint64, v []byte) (e *SpoolEntry, start, end int, err error) {
+	if e, start := decodeSpool2(seq, v); e != nil {
+		return e, 0, start, nil
+	}
 	if len(v) < 4 {
-		return nil, fmt.Errorf("spool entry %d: truncated", seq)
+		return nil, 0, 0, fmt.Errorf("spool entry %d: truncated", seq)
 	}
 	n := int(binary.BigEndian.Uint32(v))
 	if 4+n > len(v) {
-		return nil, fmt.Errorf("spool entry %d: bad header length", seq)
+		return nil, 0, 0, fmt.Errorf("spool entry %d: bad header length", seq)
+	}
+	e = &SpoolEntry{Seq: seq}
+	if err := json.Unmarshal(v[4:4+n], e); err != nil {
+		return nil, 0, 0, fmt.Errorf("spool entry %d: %w", seq, err)
+	}
+	return e, 4 + n, len(v), nil
+}
+
+// decodeSpool2 reads the header of a record in the current layout and
+// returns where it starts (the message ends there), or nil when v is not
+// such a record (a schema 1 record, or damage).
+func decodeSpool2(seq uint64, v []byte) (*SpoolEntry, int) {
+	tail := 4 + len(spoolMagic)
+	if len(v) < tail || !bytes.Equal(v[len(v)-len(spoolMagic):], spoolMagic) {
+		return nil, 0
+	}
+	n := int(binary.BigEndian.Uint32(v[len(v)-tail:]))
+	if n < 2 || n > len(v)-tail {
+		return nil, 0
+	}
+	start := len(v) - tail - n
+	meta := v[start : len(v)-tail]
+	if meta[0] != '{' || meta[len(meta)-1] != '}' {
+		return nil, 0
 	}
 	e := &SpoolEntry{Seq: seq}
-	if err := json.Unmarshal(v[4:4+n], e); err != nil {
-		return nil, fmt.Errorf("spool entry %d: %w", seq, err)
+	if json.Unmarshal(meta, e) != nil {
+		return nil, 0
 	}
-	e.Raw = bytes.Clone(v[4+n:])
-	return e, nil
+	return e, start
 }
 
 // Accept spools e, unless dedupe (a hash of Message-ID and body) was seen
@@ -105,12 +161,18 @@ type CorruptSpoolError struct {
 func (e *CorruptSpoolError) Error() string { return e.Err.Error() }
 func (e *CorruptSpoolError) Unwrap() error { return e.Err }
 
-// SpoolHead returns up to n of the oldest spooled messages. A record that
+// SpoolHead returns up to n of the oldest spooled messages, and no more
+// than spoolHeadBytes of them (but always the first). A record that
 // cannot be decoded ends the list with a *CorruptSpoolError.
 func (t *Tx) SpoolHead(n int) ([]*SpoolEntry, error) {
 	var out []*SpoolEntry
+	size := 0
 	c := t.b(bSpool).Cursor()
-	for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
+	// Each message is copied out of the database: stop at spoolHeadBytes
+	// (after one message, however large), or a backlog of large alerts
+	// would be held in memory all at once.
+	for k, v := c.First(); k != nil && len(out) < n && size < spoolHeadBytes; k, v = c.Next() {
+		size += len(v)
 		e, err := decodeSpool(getU64(k), v)
 		if err != nil {
 			return out, &CorruptSpoolError{Seq: getU64(k), Err: err}
@@ -119,6 +181,46 @@ func (t *Tx) SpoolHead(n int) ([]*SpoolEntry, error) {
 	}
 	return out, nil
 }
+
+// SpoolBatch is SpoolHead for the spool worker: up to n of the oldest
+// messages, each without its message bytes (Raw is nil); SpoolRaw reads
+// them when they are needed (attachments, quarantine). A backlog of large
+// alerts is then not copied out of the database, nor its pages of the
+// file made resident, to decide messages that need only their headers.
+func (t *Tx) SpoolBatch(n int) ([]*SpoolEntry, error) {
+	var out []*SpoolEntry
+	c := t.b(bSpool).Cursor()
+	for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
+		e, _, _, err := decodeSpoolMeta(getU64(k), v)
+		if err != nil {
+			return out, &CorruptSpoolError{Seq: getU64(k), Err: err}
+		}
+		e.lazy = true
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// SpoolRaw returns the message of e, reading it from the spool for an
+// entry of SpoolBatch (and keeping it in e.Raw).
+func (t *Tx) SpoolRaw(e *SpoolEntry) ([]byte, error) {
+	if e.Raw != nil || !e.lazy {
+		return e.Raw, nil
+	}
+	v := t.b(bSpool).Get(u64(e.Seq))
+	if v == nil {
+		return nil, fmt.Errorf("spool entry %d: gone", e.Seq)
+	}
+	_, start, end, err := decodeSpoolMeta(e.Seq, v)
+	if err != nil {
+		return nil, err
+	}
+	e.Raw = bytes.Clone(v[start:end])
+	return e.Raw, nil
+}
+
+// spoolHeadBytes bounds the bytes of messages SpoolHead returns.
+const spoolHeadBytes = 16 << 20
 
 // SetAsideCorrupt moves the undecodable spool record seq, bytes and all,
 // to the quarantine under the id "corrupt-<seq>", so the messages after it
@@ -149,8 +251,12 @@ func (t *Tx) Quarantine(e *SpoolEntry, reason string) error {
 	if err != nil {
 		return err
 	}
+	raw, err := t.SpoolRaw(e)
+	if err != nil {
+		return err
+	}
 	c := *e
-	c.Reason = reason
+	c.Reason, c.Raw = reason, raw
 	val, err := encodeSpool(&c)
 	if err != nil {
 		return err

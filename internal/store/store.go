@@ -24,8 +24,11 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// SchemaVersion is the layout this code reads and writes.
-const SchemaVersion = 1
+// SchemaVersion is the layout this code reads and writes. 2: spool and
+// quarantine records put the message before their header (records.go);
+// schema 1 records are still read, so opening a schema 1 file for writing
+// only records the new number.
+const SchemaVersion = 2
 
 var (
 	bSpool      = []byte("spool")
@@ -143,8 +146,15 @@ func (d *DB) checkSchema(tx *bolt.Tx, write bool) error {
 	if ver > SchemaVersion {
 		return fmt.Errorf("database schema %d is newer than this psagate understands (%d): upgrade psagate", ver, SchemaVersion)
 	}
-	// Version 1 is the first layout; future migrations go here, each in
-	// this same transaction so a crash leaves the old or the new layout.
+	// Migrations go here, each in this same transaction so a crash leaves
+	// the old or the new layout. 1 -> 2 needs none: both record layouts are
+	// read; the new number makes an older psagate refuse the file rather
+	// than take the new records for damaged ones.
+	if write && ver < SchemaVersion {
+		if err := meta.Put([]byte("schema"), u64(SchemaVersion)); err != nil {
+			return err
+		}
+	}
 	if write {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
