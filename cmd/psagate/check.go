@@ -56,6 +56,8 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		rs, rerr = rules.Load(cfg.Rules.Dir, rules.Options{DefaultAction: rules.Action(cfg.Rules.DefaultAction)})
 		if rerr != nil {
 			report(rerr)
+		} else if gerr := rules.GuardCount(cfg.Rules.Dir, len(rs.Rules()), 0, cfg.Rules.AllowEmpty); gerr != nil {
+			report(gerr)
 		}
 	}
 	if cerr != nil {

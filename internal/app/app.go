@@ -97,6 +97,9 @@ func loadSnapshot(cfgPath string, load func(string) (*config.Config, error)) (*g
 	if err != nil {
 		return nil, err
 	}
+	if err := rules.GuardCount(cfg.Rules.Dir, len(rs.Rules()), 0, cfg.Rules.AllowEmpty); err != nil {
+		return nil, err
+	}
 	return gateway.NewSnapshot(cfg, rs), nil
 }
 
@@ -260,6 +263,10 @@ func (a *App) Reload() error {
 	defer a.mu.Unlock()
 	snap, err := LoadSnapshot(a.cfgPath)
 	if err != nil {
+		a.Metrics.ConfigReloadSuccess.Set(0)
+		return err
+	}
+	if err := rules.GuardCount(snap.Config.Rules.Dir, len(snap.Rules.Rules()), len(a.Snapshot().Rules.Rules()), snap.Config.Rules.AllowEmpty); err != nil {
 		a.Metrics.ConfigReloadSuccess.Set(0)
 		return err
 	}

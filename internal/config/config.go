@@ -136,6 +136,10 @@ type Rules struct {
 	DefaultAction     string   `toml:"default_action"`
 	WatchInterval     Duration `toml:"watch_interval"`
 	OnHeaderInjection string   `toml:"on_header_injection"` // quarantine | reject | ignore
+	// AllowEmpty lets a rule set with no rules load, and a reload shrink
+	// the active set by more than half; without it both are refused as a
+	// half-finished deploy and the running rules stay in force.
+	AllowEmpty bool `toml:"allow_empty"`
 }
 
 // Deliver is the [deliver] section: how outbox jobs reach the PSA.

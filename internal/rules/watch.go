@@ -96,3 +96,24 @@ func fingerprint(dir string) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// GuardCount refuses a rule set that looks like a half-finished deploy
+// rather than an admin's intent: no rules at all, or (on a reload, prev >
+// 0) fewer than half the rules of the active set. A non-atomic copy
+// (rm rules/*; cp new/* rules/) is seen by Watch between its two steps,
+// and an empty set would ticket or drop every mail by the default action.
+// allowEmpty (the config's [rules] allow_empty) lets both through.
+func GuardCount(dir string, n, prev int, allowEmpty bool) error {
+	switch {
+	case allowEmpty:
+		return nil
+	case n == 0:
+		return fmt.Errorf("rules.dir %s: no rules loaded (an emptied directory or a half-finished deploy?); refusing an empty rule set: "+
+			"set [rules] allow_empty = true to run without rules", dir)
+	case prev > 0 && n*2 < prev:
+		return fmt.Errorf("rules.dir %s: the new rule set has %d rules, less than half of the %d active ones (a half-finished deploy?); "+
+			"refusing it and keeping the active rules: finish the deploy, or set [rules] allow_empty = true (or restart) if the cut is intended",
+			dir, n, prev)
+	}
+	return nil
+}
