@@ -23,7 +23,11 @@ Usage:
   psagate psa lookup -config FILE [-client NAME] WHAT
                                                 list PSA values (boards, statuses, types, subtypes, priorities,
                                                 companies, contacts / queues, issue_types, ...)
-  psagate clients   -config FILE [NAME]         effective PSA settings per client and where each came from
+  psagate clients   -config FILE [NAME]         effective PSA settings per client and where each came from,
+                                                and the recent mail that went to the default client
+  psagate clients import -config FILE [-match-domain]
+                                                write a [[client]] for each PSA company not yet mapped
+                                                (into the [clients] dir; never changes an existing client)
   psagate queue     -config FILE list|retry ID|retry-dead|drop ID
                                                 the outbox and its dead letters
   psagate incidents -config FILE [-open] [-json] incidents and their tickets
@@ -68,7 +72,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "psa":
 		err = cmdPSA(args[1:], stdout, stderr)
 	case "clients":
-		err = cmdClients(args[1:], stdout, stderr)
+		if len(args) > 1 && args[1] == "import" {
+			err = cmdClientsImport(args[2:], stdout, stderr)
+		} else {
+			err = cmdClients(args[1:], stdout, stderr)
+		}
 	case "queue":
 		err = cmdQueue(args[1:], stdout, stderr)
 	case "incidents":

@@ -141,5 +141,8 @@ func cmdClients(args []string, stdout, stderr io.Writer) error {
 		tw.Flush()
 		return fmt.Errorf("no client %q in %s (messages for unknown clients use the organisation defaults, shown as client %q)", want, cfg.File, route.DefaultClient)
 	}
+	if want == "" {
+		defaultMail(tw, cfg)
+	}
 	return tw.Flush()
 }

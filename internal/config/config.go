@@ -46,6 +46,8 @@ type Config struct {
 	// PSA holds the organisation-wide settings, flattened, secrets resolved.
 	PSA     psa.Settings `toml:"-"`
 	Clients []*Client    `toml:"-"`
+	// ClientsDir is [clients] dir: *.toml files of more [[client]] tables.
+	ClientsDir string `toml:"-"`
 
 	// Lines of the PSA keys, for errors found after loading (by route, psa test).
 	lines map[string]int
@@ -209,6 +211,7 @@ type Client struct {
 	PSA         psa.Settings
 	Device      []*Device
 	Line        int
+	File        string // the file defining it: the config or a [clients] dir include
 }
 
 // Device is a [[client.device]]: vault or appliance level overrides.
@@ -511,6 +514,7 @@ type rawConfig struct {
 	Auth    Auth           `toml:"auth"`
 	PSA     map[string]any `toml:"psa"`
 	Client  []rawClient    `toml:"client"`
+	Clients rawClients     `toml:"clients"`
 
 	Incidents Incidents `toml:"incidents"`
 }
@@ -579,7 +583,7 @@ func (l *loader) underFreeForm(k string) bool {
 	return k == "psa" || strings.HasPrefix(k, "psa.") || strings.HasPrefix(k, "client.psa") || strings.HasPrefix(k, "client.device.psa")
 }
 
-var knownTop = []string{"smtp", "state", "http", "rules", "deliver", "log", "auth", "incidents", "psa", "client"}
+var knownTop = []string{"smtp", "state", "http", "rules", "deliver", "log", "auth", "incidents", "psa", "client", "clients"}
 
 func (l *loader) suggest(key string) string {
 	last := key[strings.LastIndex(key, ".")+1:]
@@ -627,8 +631,27 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 	}
 	cfg.PSA = org
 
-	names := map[string]int{}
-	for i, rc := range raw.Client {
+	names := map[string]string{}
+	cfg.Clients = l.clients(raw.Client, names)
+	cfg.ClientsDir = raw.Clients.Dir
+	if raw.Clients.Dir != "" {
+		cfg.Clients = append(cfg.Clients, l.includeClients(raw.Clients.Dir, names)...)
+	}
+	l.expandRecipients(cfg)
+	used := cfg.UsedProviders()
+	for _, p := range l.pending {
+		if slices.Contains(used, p.provider) {
+			l.errs = append(l.errs, p.err)
+		}
+	}
+	return cfg
+}
+
+// clients builds [[client]] tables. names holds the clients seen so far
+// (lower-case name → "file:line"), across the main file and its includes.
+func (l *loader) clients(raw []rawClient, names map[string]string) []*Client {
+	var out []*Client
+	for i, rc := range raw {
 		base := fmt.Sprintf("client[%d]", i)
 		c := &Client{Name: strings.TrimSpace(rc.Name), Enabled: true, Line: l.ix.Line(base)}
 		if rc.Enabled != nil {
@@ -643,9 +666,13 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 		if c.Name == "" && !l.bad[base+".name"] {
 			l.errf(base, "client without a name")
 		} else if prev, dup := names[strings.ToLower(c.Name)]; dup {
-			l.errf(base+".name", "client %q is defined twice (first at line %d)", c.Name, prev)
+			if line, same := strings.CutPrefix(prev, l.file+":"); same {
+				prev = "line " + line
+			}
+			l.errf(base+".name", "client %q is defined twice (first at %s)", c.Name, prev)
 		} else {
-			names[strings.ToLower(c.Name)] = c.Line
+			c.File = l.file
+			names[strings.ToLower(c.Name)] = fmt.Sprintf("%s:%d", l.file, c.Line)
 		}
 		for j, r := range rc.Recipients {
 			r = strings.ToLower(strings.TrimSpace(r))
@@ -682,16 +709,9 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 			d.PSA = l.psa(dbase+".psa", rd.PSA, false)
 			c.Device = append(c.Device, d)
 		}
-		cfg.Clients = append(cfg.Clients, c)
+		out = append(out, c)
 	}
-	l.expandRecipients(cfg)
-	used := cfg.UsedProviders()
-	for _, p := range l.pending {
-		if slices.Contains(used, p.provider) {
-			l.errs = append(l.errs, p.err)
-		}
-	}
-	return cfg
+	return out
 }
 
 // UsedProviders names the providers the org, a client or a device selects,

@@ -278,6 +278,7 @@ var companyEntity = newEntity("Company", []fieldSpec{
 	{Name: "companyName", Kind: kString, Length: 100, Required: true, Queryable: true},
 	{Name: "companyType", Kind: kInt, Required: true, Queryable: true},
 	{Name: "isActive", Kind: kBool, Queryable: true},
+	{Name: "webAddress", Kind: kString, Length: 255, Queryable: true},
 })
 
 var resourceEntity = newEntity("Resource", []fieldSpec{

@@ -104,7 +104,7 @@ func DefaultConfig() Config {
 		ZoneName:        "Fake Zone",
 		DatabaseID:      30595,
 		Companies: []Company{
-			{ID: 500, Name: "Pinecrest Veterinary Clinic", Type: 1},
+			{ID: 500, Name: "Pinecrest Veterinary Clinic", Type: 1, WebAddress: "https://www.pinecrest-vet.example/"},
 			{ID: 501, Name: "ACME", Type: 1},
 		},
 		Resources: []Resource{

@@ -494,7 +494,7 @@ func companyRecord(c Company) record {
 	if t == 0 {
 		t = 1
 	}
-	return record{"id": c.ID, "companyName": c.Name, "companyType": int64(t), "isActive": !c.Inactive}
+	return record{"id": c.ID, "companyName": c.Name, "companyType": int64(t), "isActive": !c.Inactive, "webAddress": c.WebAddress}
 }
 
 func resourceRecord(r Resource) record {

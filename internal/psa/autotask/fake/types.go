@@ -22,6 +22,9 @@ type Company struct {
 	Name     string
 	Inactive bool
 	Type     int // companyType: 1 customer (default)
+	// WebAddress is the company's web site ("www.pinecrest-vet.example"),
+	// "" when unknown.
+	WebAddress string
 }
 
 // Resource is a row of the Resources entity.

@@ -78,6 +78,7 @@ type Company struct {
 	Identifier string // max 30, e.g. "ACME01"
 	Name       string
 	Inactive   bool
+	Website    string // "" when unknown
 }
 
 // Contact is a person at a company.
@@ -153,7 +154,7 @@ func DefaultConfig() Config {
 		Member:      "psagate-api",
 		Companies: []Company{
 			{ID: 2, Identifier: "MyMSP", Name: "My MSP"},
-			{ID: 250, Identifier: "PVC01", Name: "Pinecrest Veterinary Clinic"},
+			{ID: 250, Identifier: "PVC01", Name: "Pinecrest Veterinary Clinic", Website: "www.pinecrest-vet.example"},
 			{ID: 251, Identifier: "ACME01", Name: "Acme Inc"},
 			{ID: 252, Identifier: "OLD01", Name: "Former Customer", Inactive: true},
 		},

@@ -1174,7 +1174,7 @@ func companyJSON(c Company) map[string]any {
 		status = "Inactive"
 	}
 	return map[string]any{"id": c.ID, "identifier": c.Identifier, "name": c.Name, "deletedFlag": false,
-		"status": map[string]any{"id": 1, "name": status}, "_info": map[string]any{}}
+		"status": map[string]any{"id": 1, "name": status}, "website": c.Website, "_info": map[string]any{}}
 }
 
 // --- lookups in the configuration ---
