@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,114 +36,43 @@ const (
 	leakCWCompany = "mymsp"
 )
 
-// leakFragment is the length of the pieces of a raw secret that must not
-// appear either: a secret cut short still gives most of it away.
-const leakFragment = 12
-
-type namedText struct{ name, text string }
-
-// secretSet knows every secret and every form in which one could leak.
-type secretSet struct {
-	raw   []namedText
-	forms []namedText
-}
-
-func (s *secretSet) add(name, v string) {
-	s.raw = append(s.raw, namedText{name, v})
-	seen := map[string]bool{v: true}
-	form := func(kind, f string) {
-		if f != "" && !seen[f] {
-			seen[f] = true
-			s.forms = append(s.forms, namedText{name + " (" + kind + ")", f})
-		}
-	}
-	form("base64", base64.RawStdEncoding.EncodeToString([]byte(v)))
-	form("base64url", base64.RawURLEncoding.EncodeToString([]byte(v)))
-	form("query-escaped", url.QueryEscape(v))
-	form("path-escaped", url.PathEscape(v))
-	form("userinfo-escaped", url.UserPassword("u", v).String()[2:])
-	j, _ := json.Marshal(v)
-	form("JSON-escaped", string(j[1:len(j)-1]))
-	form("Go-quoted", strings.Trim(strconv.Quote(v), `"`))
-}
-
-// find describes every secret form in data. Derived values and encodings
-// are looked for first and masked once found, so that a token is reported
-// once and not again as the pieces it is made of.
-func (s *secretSet) find(data string) []string {
-	var out []string
-	report := func(name, needle string) {
-		i := strings.Index(data, needle)
-		lo, hi := max(0, i-60), min(len(data), i+len(needle)+60)
-		ctx := strings.ReplaceAll(data[lo:i]+"‹"+name+"›"+data[i+len(needle):hi], "\n", "⏎")
-		ctx = strings.ToValidUTF8(ctx, "")
-		out = append(out, fmt.Sprintf("%s, in …%s…", name, ctx))
-		data = strings.ReplaceAll(data, needle, "‹"+name+"›")
-	}
-	for _, f := range s.forms {
-		if strings.Contains(data, f.text) {
-			report(f.name, f.text)
-		}
-	}
-	for _, r := range s.raw {
-		if strings.Contains(data, r.text) {
-			report(r.name, r.text)
-			continue
-		}
-		for i := 0; i+leakFragment <= len(r.text); i++ {
-			if piece := r.text[i : i+leakFragment]; strings.Contains(data, piece) {
-				report(fmt.Sprintf("%s (the piece %q)", r.name, piece), piece)
-				break
-			}
-		}
-	}
-	return out
-}
-
-func (s *secretSet) check(t *testing.T, where, data string) {
-	t.Helper()
-	for _, leak := range s.find(data) {
-		t.Errorf("LEAK in %s: %s", where, leak)
-	}
-}
-
 func cwToken(company, public, private string) string {
 	return base64.StdEncoding.EncodeToString([]byte(company + "+" + public + ":" + private))
 }
 
-func cliSecrets() *secretSet {
-	s := &secretSet{}
-	s.add("connectwise.public_key", leakCWPublic)
-	s.add("connectwise.private_key", leakCWPrivate)
-	s.add("connectwise.client_id", leakCWClient)
-	s.add("autotask.secret", leakATSecret)
-	s.add("autotask.integration_code", leakATCode)
-	s.add("smtp.user appliance password", leakSMTPPass1)
-	s.add("smtp.user relay password", leakSMTPPass2)
-	s.forms = append([]namedText{{"ConnectWise Basic token", cwToken(leakCWCompany, leakCWPublic, leakCWPrivate)}}, s.forms...)
+func cliSecrets() *testutil.Secrets {
+	s := &testutil.Secrets{}
+	s.Add("connectwise.public_key", leakCWPublic)
+	s.Add("connectwise.private_key", leakCWPrivate)
+	s.Add("connectwise.client_id", leakCWClient)
+	s.Add("autotask.secret", leakATSecret)
+	s.Add("autotask.integration_code", leakATCode)
+	s.Add("smtp.user appliance password", leakSMTPPass1)
+	s.Add("smtp.user relay password", leakSMTPPass2)
+	s.Derived("ConnectWise Basic token", cwToken(leakCWCompany, leakCWPublic, leakCWPrivate))
 	return s
 }
 
 func TestSecretDetectorCLI(t *testing.T) {
 	s := cliSecrets()
-	if got := s.find("[redacted] mymsp+[redacted] " + url.QueryEscape("[redacted]")); len(got) != 0 {
+	if got := s.Find("[redacted] mymsp+[redacted] " + url.QueryEscape("[redacted]")); len(got) != 0 {
 		t.Fatalf("false positives: %q", got)
 	}
-	for _, f := range append(append([]namedText{}, s.raw...), s.forms...) {
-		if len(s.find("<"+f.text+">")) == 0 {
-			t.Errorf("%s is not detected", f.name)
+	for _, f := range s.All() {
+		if len(s.Find("<"+f.Text+">")) == 0 {
+			t.Errorf("%s is not detected", f.Name)
 		}
 	}
 }
 
 // cliLeak runs one command in-process and fails the test for any secret
 // in its stdout or stderr.
-func cliLeak(t *testing.T, s *secretSet, args ...string) (int, string, string) {
+func cliLeak(t *testing.T, s *testutil.Secrets, args ...string) (int, string, string) {
 	t.Helper()
 	code, out, errb := runCLI(args...)
 	name := strings.Join(args[:min(2, len(args))], " ")
-	s.check(t, "`psagate "+name+"` stdout", out)
-	s.check(t, "`psagate "+name+"` stderr", errb)
+	s.Check(t, "`psagate "+name+"` stdout", out)
+	s.Check(t, "`psagate "+name+"` stderr", errb)
 	return code, out, errb
 }
 
@@ -564,7 +491,7 @@ func TestSecretsNeverLeakFromTryAndState(t *testing.T) {
 	t.Run("through the admin API", func(t *testing.T) { state(t) })
 	stop()
 	t.Run("from the database", func(t *testing.T) { state(t) })
-	s.check(t, "the in-process server's log", logs.String())
+	s.Check(t, "the in-process server's log", logs.String())
 	if !strings.Contains(logs.String(), "[redacted]") {
 		t.Errorf("the server's log shows no scrubbed echo; the faults were not met:\n%s", logs.String())
 	}

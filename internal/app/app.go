@@ -52,10 +52,8 @@ type App struct {
 	opts    Options
 	cfgPath string
 	log     *slog.Logger
-
-	mu   sync.Mutex
-	cfg  *config.Config
-	snap *gateway.Snapshot
+	// reloadMu serialises reloads (SIGHUP and POST /admin/reload).
+	reloadMu sync.Mutex
 
 	DB      *store.DB
 	Metrics *metrics.Metrics
@@ -74,7 +72,6 @@ type App struct {
 	adminSock string
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
-	rulesErr  error
 }
 
 // LoadSnapshot reads the config and its rules.
@@ -119,7 +116,7 @@ func Start(ctx context.Context, cfgPath string, o Options) (*App, error) {
 		return nil, err
 	}
 	cfg := snap.Config
-	a := &App{opts: o, cfgPath: cfgPath, log: o.Logger, cfg: cfg, snap: snap}
+	a := &App{opts: o, cfgPath: cfgPath, log: o.Logger}
 
 	db, err := store.Open(cfg.State.Path, store.Options{AuditMax: cfg.State.AuditMax})
 	if err != nil {
@@ -259,8 +256,8 @@ func (a *App) HTTPAddr() string {
 // Reload re-reads the config and the rules. On any error the running
 // configuration stays in force and the failure shows in the metrics.
 func (a *App) Reload() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
 	snap, err := LoadSnapshot(a.cfgPath)
 	if err != nil {
 		a.Metrics.ConfigReloadSuccess.Set(0)

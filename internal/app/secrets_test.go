@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,88 +45,6 @@ const (
 	leakCWCompany = "mymsp"
 )
 
-// leakFragment is the length of the pieces of a raw secret that must not
-// appear either: a secret cut short (by a truncation before the scrub) still
-// gives most of it away.
-const leakFragment = 12
-
-// namedText is a string to look for, with what it is.
-type namedText struct{ name, text string }
-
-// secretSet knows every secret and every form in which one could leak.
-type secretSet struct {
-	raw   []namedText // the secrets themselves
-	forms []namedText // derived values, then encodings (whole strings)
-}
-
-func (s *secretSet) add(name, v string) {
-	s.raw = append(s.raw, namedText{name, v})
-	seen := map[string]bool{v: true}
-	form := func(kind, f string) {
-		if f != "" && !seen[f] {
-			seen[f] = true
-			s.forms = append(s.forms, namedText{name + " (" + kind + ")", f})
-		}
-	}
-	// Unpadded base64 is a prefix of the padded one, so it finds both.
-	form("base64", base64.RawStdEncoding.EncodeToString([]byte(v)))
-	form("base64url", base64.RawURLEncoding.EncodeToString([]byte(v)))
-	form("query-escaped", url.QueryEscape(v))
-	form("path-escaped", url.PathEscape(v))
-	j, _ := json.Marshal(v)
-	form("JSON-escaped", string(j[1:len(j)-1]))
-	form("Go-quoted", strings.Trim(strconv.Quote(v), `"`))
-}
-
-// derived adds a value built from secrets (an Authorization token, an AUTH
-// PLAIN response) that must not appear as a whole.
-func (s *secretSet) derived(name, v string) {
-	s.forms = append([]namedText{{name, v}}, s.forms...)
-}
-
-// find returns a description of every secret form in data, with a little
-// context in which the secret itself is masked. Whole derived values and
-// encodings are looked for first and masked once found, so that a token is
-// reported once and not again as the pieces it is made of.
-func (s *secretSet) find(data []byte) []string {
-	var out []string
-	text := string(data)
-	report := func(name, needle string) {
-		i := strings.Index(text, needle)
-		lo, hi := max(0, i-60), min(len(text), i+len(needle)+60)
-		ctx := strings.ReplaceAll(text[lo:i]+"‹"+name+"›"+text[i+len(needle):hi], "\n", "⏎")
-		ctx = strings.ToValidUTF8(ctx, "")
-		out = append(out, fmt.Sprintf("%s, in …%s…", name, ctx))
-		text = strings.ReplaceAll(text, needle, "‹"+name+"›")
-	}
-	for _, f := range s.forms {
-		if strings.Contains(text, f.text) {
-			report(f.name, f.text)
-		}
-	}
-	for _, r := range s.raw {
-		if strings.Contains(text, r.text) {
-			report(r.name, r.text)
-			continue
-		}
-		for i := 0; i+leakFragment <= len(r.text); i++ {
-			if piece := r.text[i : i+leakFragment]; strings.Contains(text, piece) {
-				report(fmt.Sprintf("%s (the piece %q)", r.name, piece), piece)
-				break
-			}
-		}
-	}
-	return out
-}
-
-// check fails the test for every secret form found in data.
-func (s *secretSet) check(t *testing.T, where string, data []byte) {
-	t.Helper()
-	for _, leak := range s.find(data) {
-		t.Errorf("LEAK in %s: %s", where, leak)
-	}
-}
-
 func basicToken(company, public, private string) string {
 	return base64.StdEncoding.EncodeToString([]byte(company + "+" + public + ":" + private))
 }
@@ -137,19 +54,19 @@ func plainResponse(user, pass string) string {
 }
 
 // leakSecrets is the set every secret test looks for.
-func leakSecrets() *secretSet {
-	s := &secretSet{}
-	s.add("connectwise.public_key", leakCWPublic)
-	s.add("connectwise.private_key", leakCWPrivate)
-	s.add("connectwise.client_id", leakCWClient)
-	s.add("autotask.secret", leakATSecret)
-	s.add("autotask.integration_code", leakATCode)
-	s.add("client bolt autotask.integration_code", leakATBadCode)
-	s.add("smtp.user appliance password", leakSMTPPass1)
-	s.add("smtp.user relay password", leakSMTPPass2)
-	s.derived("ConnectWise Basic token", basicToken(leakCWCompany, leakCWPublic, leakCWPrivate))
-	s.derived("AUTH PLAIN response of appliance", plainResponse("appliance", leakSMTPPass1))
-	s.derived("AUTH PLAIN response of relay", plainResponse("relay", leakSMTPPass2))
+func leakSecrets() *testutil.Secrets {
+	s := &testutil.Secrets{}
+	s.Add("connectwise.public_key", leakCWPublic)
+	s.Add("connectwise.private_key", leakCWPrivate)
+	s.Add("connectwise.client_id", leakCWClient)
+	s.Add("autotask.secret", leakATSecret)
+	s.Add("autotask.integration_code", leakATCode)
+	s.Add("client bolt autotask.integration_code", leakATBadCode)
+	s.Add("smtp.user appliance password", leakSMTPPass1)
+	s.Add("smtp.user relay password", leakSMTPPass2)
+	s.Derived("ConnectWise Basic token", basicToken(leakCWCompany, leakCWPublic, leakCWPrivate))
+	s.Derived("AUTH PLAIN response of appliance", plainResponse("appliance", leakSMTPPass1))
+	s.Derived("AUTH PLAIN response of relay", plainResponse("relay", leakSMTPPass2))
 	return s
 }
 
@@ -157,18 +74,18 @@ func leakSecrets() *secretSet {
 // rely on would see a leak in each form it claims to look for.
 func TestSecretDetectorFindsEveryForm(t *testing.T) {
 	s := leakSecrets()
-	if got := s.find([]byte("nothing to see: [redacted] mymsp+[redacted]")); len(got) != 0 {
+	if got := s.Find("nothing to see: [redacted] mymsp+[redacted]"); len(got) != 0 {
 		t.Fatalf("false positives: %q", got)
 	}
-	for _, f := range append(append([]namedText{}, s.raw...), s.forms...) {
-		if got := s.find([]byte("x " + f.text + " y")); len(got) == 0 {
-			t.Errorf("%s is not detected", f.name)
+	for _, f := range s.All() {
+		if got := s.Find("x " + f.Text + " y"); len(got) == 0 {
+			t.Errorf("%s is not detected", f.Name)
 		}
 	}
-	if got := s.find([]byte("cut: " + leakCWPrivate[:14] + "…")); len(got) == 0 {
+	if got := s.Find("cut: " + leakCWPrivate[:14] + "…"); len(got) == 0 {
 		t.Error("a secret cut short is not detected")
 	}
-	if got := s.find([]byte(`{"user":` + strconv.Quote(leakSMTPPass1) + `}`)); len(got) == 0 {
+	if got := s.Find(`{"user":` + strconv.Quote(leakSMTPPass1) + `}`); len(got) == 0 {
 		t.Error("a quoted password is not detected")
 	}
 }
@@ -688,13 +605,13 @@ func leakServeRun(t *testing.T, format string) {
 	}
 
 	// And none of it shows a secret.
-	secrets.check(t, "stdout", []byte(c.stdout.String()))
+	secrets.Check(t, "stdout", c.stdout.String())
 	for i, line := range strings.SplitAfter(logs, "\n") {
-		secrets.check(t, fmt.Sprintf("stderr line %d", i+1), []byte(line))
+		secrets.Check(t, fmt.Sprintf("stderr line %d", i+1), line)
 	}
-	secrets.check(t, "SMTP replies", []byte(replies.String()))
+	secrets.Check(t, "SMTP replies", replies.String())
 	for p, b := range bodies {
-		secrets.check(t, "GET "+p, b)
+		secrets.Check(t, "GET "+p, string(b))
 	}
 	// Every file the gateway wrote (the database above all, read raw after
 	// the clean stop); the config may name references but holds no value
@@ -715,7 +632,7 @@ func leakServeRun(t *testing.T, format string) {
 			}
 			return nil
 		}
-		secrets.check(t, "file "+filepath.Base(p), readAll(t, p))
+		secrets.Check(t, "file "+filepath.Base(p), string(readAll(t, p)))
 		return nil
 	})
 	if err != nil {
@@ -834,7 +751,7 @@ provider = "log"
 		if !strings.Contains(j.Reason, "internal error in the connectwise provider") || !strings.Contains(j.Reason, "[redacted]") {
 			t.Errorf("dead letter %d: reason %q does not show the scrubbed panic", j.ID, j.Reason)
 		}
-		secrets.check(t, fmt.Sprintf("dead letter %d reason", j.ID), []byte(j.Reason))
+		secrets.Check(t, fmt.Sprintf("dead letter %d reason", j.ID), j.Reason)
 	}
 	if !strings.Contains(logs.String(), "provider panicked") {
 		t.Fatalf("the panic was not logged:\n%s", logs.String())
@@ -844,9 +761,9 @@ provider = "log"
 		t.Fatal(err)
 	}
 	h.stop()
-	secrets.check(t, "in-process log", []byte(logs.String()))
-	secrets.check(t, "log provider output", []byte(ticketLog.String()))
-	secrets.check(t, "SMTP replies", []byte(replies.String()))
-	secrets.check(t, "database backup", dump.Bytes())
-	secrets.check(t, "database file", readAll(t, filepath.Join(dir, "state.db")))
+	secrets.Check(t, "in-process log", logs.String())
+	secrets.Check(t, "log provider output", ticketLog.String())
+	secrets.Check(t, "SMTP replies", replies.String())
+	secrets.Check(t, "database backup", string(dump.Bytes()))
+	secrets.Check(t, "database file", string(readAll(t, filepath.Join(dir, "state.db"))))
 }

@@ -17,7 +17,6 @@ import (
 	"psagate/internal/incident"
 	"psagate/internal/message"
 	"psagate/internal/metrics"
-	"psagate/internal/route"
 	"psagate/internal/rules"
 	"psagate/internal/store"
 )
@@ -697,12 +696,4 @@ func FireDue(tx *store.Tx, eng *incident.Engine, now time.Time) ([]*incident.Out
 		}
 	}
 	return outs, nil
-}
-
-// ErrClosed is returned after shutdown.
-var ErrClosed = errors.New("gateway closed")
-
-// ClientOf is a helper for callers outside the package.
-func ClientOf(s *Snapshot, rcpts []string, from string) string {
-	return route.ClientName(s.Router.ByEnvelope(rcpts, from))
 }

@@ -7,12 +7,12 @@ package route
 
 import (
 	"maps"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"psagate/internal/config"
+	"psagate/internal/glob"
 	"psagate/internal/psa"
 )
 
@@ -92,22 +92,17 @@ func (r *Router) ByDevice(device string) string {
 	}
 	for _, c := range r.cfg.Clients {
 		for _, g := range c.Devices {
-			if globFold(g, device) {
+			if glob.MatchFold(g, device) {
 				return c.Name
 			}
 		}
 		for _, d := range c.Device {
-			if globFold(d.Name, device) {
+			if glob.MatchFold(d.Name, device) {
 				return c.Name
 			}
 		}
 	}
 	return ""
-}
-
-func globFold(pattern, name string) bool {
-	ok, err := filepath.Match(strings.ToLower(pattern), strings.ToLower(name))
-	return err == nil && ok
 }
 
 // Enabled reports whether tickets may be made for client. Unknown clients
@@ -195,7 +190,7 @@ func deviceOf(c *config.Client, device string) *config.Device {
 		}
 	}
 	for _, d := range c.Device {
-		if globFold(d.Name, device) {
+		if glob.MatchFold(d.Name, device) {
 			return d
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"psagate/internal/glob"
 	"psagate/internal/message"
 	"psagate/internal/sanitize"
 )
@@ -318,7 +319,7 @@ func matchAddr(p addrPat, c addr) bool {
 	default:
 		return len(c.full) >= len(p.prefix)+len(p.suffix) &&
 			strings.HasSuffix(c.full, p.suffix) && strings.HasPrefix(c.full, p.prefix) &&
-			globMatch(p.s, c.full)
+			glob.Match(p.s, c.full) // both lower-case already
 	}
 }
 

@@ -83,33 +83,6 @@ func TestFoldTable(t *testing.T) {
 	}
 }
 
-func TestGlob(t *testing.T) {
-	tests := []struct {
-		p, s string
-		want bool
-	}{
-		{"*", "", true},
-		{"*", "anything", true},
-		{"*@*.axcient.net", "a@mail.axcient.net", true},
-		{"*@*.axcient.net", "a@axcient.net", false},
-		{"*@*.axcient.net", "a@x.axcient.net.evil.example", false},
-		{"a?c", "abc", true},
-		{"a?c", "ac", false},
-		{"a?c", "aüc", true},
-		{"*ü*", "xüy", true},
-		{"?", "ü", true},
-		{"a*b*c", "a-b-b-c", true},
-		{"a*b*c", "a-b-b-", false},
-		{"**x", "yyx", true},
-		{"x*", "y", false},
-	}
-	for _, tt := range tests {
-		if got := globMatch(tt.p, tt.s); got != tt.want {
-			t.Errorf("globMatch(%q, %q) = %v", tt.p, tt.s, got)
-		}
-	}
-}
-
 // TestAutomaton checks the Aho-Corasick scan against strings.Contains over
 // folded text, for random literals and texts mixing ASCII case and
 // non-ASCII letters whose folding changes length.
