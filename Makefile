@@ -34,7 +34,8 @@ FUZZ_TARGETS := \
 	./internal/config:FuzzParse \
 	./internal/tomlpos:FuzzNew \
 	./internal/sanitize:FuzzLine \
-	./internal/smtpd:FuzzSession
+	./internal/smtpd:FuzzSession \
+	./internal/smtpd:FuzzFoldLongLines
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

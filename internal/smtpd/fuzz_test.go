@@ -296,3 +296,37 @@ func (fs *fuzzServer) stillServes(t *testing.T) {
 		t.Fatalf("QUIT on a fresh connection: %q", rest)
 	}
 }
+
+// FuzzFoldLongLines: folding never leaves a header line over 998 bytes
+// (header lines being what it folds), never touches the body, and
+// unfolding gives back the header with at most the noted spaces added.
+func FuzzFoldLongLines(f *testing.F) {
+	f.Add([]byte("Subject: " + strings.Repeat("word ", 300) + "\r\n\r\nbody\r\n"))
+	f.Add([]byte("X-Token: " + strings.Repeat("x", 3000) + "\r\nA: b\r\n\r\n" + strings.Repeat("y", 2000) + "\r\n"))
+	f.Add([]byte(strings.Repeat("z", 1200) + ": v\r\n\r\n"))
+	f.Add([]byte("Subject:" + strings.Repeat("\t", 1500) + "x\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		// smtpd folds after the bare-LF policy, so lines end in CRLF.
+		raw = bytes.ReplaceAll(bytes.ReplaceAll(raw, []byte("\r"), nil), []byte("\n"), []byte("\r\n"))
+		out, notes := foldLongLines(raw)
+		end, oend := headerEnd(raw), headerEnd(out)
+		if !bytes.Equal(raw[end:], out[oend:]) {
+			t.Fatalf("body changed")
+		}
+		for line := range bytes.Lines(out[:oend]) {
+			if n := len(bytes.TrimRight(line, "\r\n")); n > maxLine {
+				t.Fatalf("header line of %d bytes left", n)
+			}
+		}
+		unfold := func(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\r\n "), []byte(" ")) }
+		u := bytes.ReplaceAll(unfold(out[:oend]), []byte("\r\n\t"), []byte("\t"))
+		orig := raw[:end]
+		if len(notes) == 0 || !strings.Contains(notes[0], "without white space") {
+			if !bytes.Equal(u, bytes.ReplaceAll(unfold(orig), []byte("\r\n\t"), []byte("\t"))) {
+				t.Fatalf("unfolded header differs from the original")
+			}
+		} else if len(bytes.ReplaceAll(u, []byte(" "), nil)) != len(bytes.ReplaceAll(bytes.ReplaceAll(unfold(orig), []byte("\r\n\t"), []byte("\t")), []byte(" "), nil)) {
+			t.Fatalf("split header lost or gained more than spaces")
+		}
+	})
+}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/smtp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +120,49 @@ func TestBareCRBeforeEndOfDataOverTLS(t *testing.T) {
 	assertLines(t, tr.lines[min(i, len(tr.lines)):], lines(rMailA, rRcptX, rGoAhead, rBareCREnd))
 	if rec.count() != 0 {
 		t.Fatalf("handler got %d messages", rec.count())
+	}
+}
+
+// The stall reports that let the receiver see a waiting sender pass
+// through TLS as transient errors: a message of many TLS records, sent in
+// many writes, arrives whole.
+func TestLargeMessageOverTLSWithStalls(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, pool := selfSigned(t)
+	_, rec, addr := start(t, testConfig(t, fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", certFile, keyFile)), nil)
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.StartTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail("a@b.example"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("x@alerts.example.net"); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	want.WriteString("Subject: big\r\n\r\n")
+	for i := range 5000 {
+		fmt.Fprintf(&want, "line %05d %s\r\n", i, strings.Repeat("z", 50))
+	}
+	for chunk := range slices.Chunk([]byte(want.String()), 7000) {
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("end of data: %v", err)
+	}
+	if rec.count() != 1 || string(rec.last().raw) != want.String() {
+		t.Fatalf("handler got %d messages; last %d bytes, want %d", rec.count(), len(rec.last().raw), want.Len())
 	}
 }
 

@@ -103,6 +103,10 @@ func smugglingCases() []rawCase {
 		// Right after DATA's own CRLF, ".<LF>" unstuffs to a leading bare LF.
 		{name: "DATA CRLF then .LF", writes: []string{envelope + ".\n" + smuggledIn + "QUIT\r\n"}, byMode: refusedBoth()},
 		{name: "DATA CRLF then .CR", writes: []string{envelope + ".\r\r" + smuggledIn + "QUIT\r\n"}, byMode: refusedBoth()},
+		// go-smtp misses this end of data; smtpd refuses it at once and
+		// closes (resources_test.go has the variants).
+		{name: "CR CRLF.CRLF", writes: []string{envelope + smBody + "\r\r\n.\r\n" + smuggledIn + "QUIT\r\n"},
+			byMode: map[string]outcome{"normalize": {want: lines(envelopeReplies, rBareCREnd)}, "reject": {want: lines(envelopeReplies, rBareCREnd)}}},
 		{name: "pure LF message ended by LF.LF", writes: []string{envelope + "Subject: s\n\nbody\n.\n" + smuggledIn + "QUIT\r\n"}, byMode: refusedBoth()},
 		{
 			name:   "CRLF.CR undetectable: go-smtp drops the dot and the CR",
