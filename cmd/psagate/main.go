@@ -30,8 +30,13 @@ Usage:
                                                 (into the [clients] dir; never changes an existing client)
   psagate queue     -config FILE list|retry ID|retry-dead|drop ID
                                                 the outbox and its dead letters
-  psagate incidents -config FILE [-open] [-json] incidents and their tickets
-  psagate audit     -config FILE [-from S] [-subject S] [-device S] [-decision D] [-since DUR] [-n N] [-json]
+  psagate incidents -config FILE [list] [-open] [-json] | close ID [-note TEXT] [-psa] | forget ID | show ID
+                                                incidents and their tickets; close, forget or trace one
+  psagate silence   -config FILE add -client C [-device D] [-rule R] -for 4h -comment TEXT | list | expire ID
+                                                maintenance windows: decided and audited, no PSA call
+  psagate quarantine -config FILE list | show ID | release ID [-as ticket] | delete ID
+                                                quarantined mail
+  psagate audit     -config FILE [-id ID] [-from S] [-subject S] [-device S] [-decision D] [-since DUR] [-n N] [-json]
                                                 why was this mail dropped? recent decisions, newest first
   psagate version
 
@@ -83,6 +88,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdIncidents(args[1:], stdout, stderr)
 	case "audit":
 		err = cmdAudit(args[1:], stdout, stderr)
+	case "silence":
+		err = cmdSilence(args[1:], stdout, stderr)
+	case "quarantine":
+		err = cmdQuarantine(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "psagate", version)
 		return 0

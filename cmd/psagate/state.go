@@ -112,7 +112,7 @@ func (r *remote) Incidents(open bool, n int) ([]*store.Incident, error) {
 }
 
 func (r *remote) Audit(f app.AuditFilter) ([]*store.AuditEntry, error) {
-	q := url.Values{"from": {f.From}, "subject": {f.Subject}, "device": {f.Device}, "decision": {f.Decision},
+	q := url.Values{"id": {f.ID}, "from": {f.From}, "subject": {f.Subject}, "device": {f.Device}, "decision": {f.Decision},
 		"client": {f.Client}, "rule": {f.Rule}, "n": {strconv.Itoa(f.Limit)}}
 	if !f.Since.IsZero() {
 		q.Set("since", f.Since.Format(time.RFC3339))
@@ -152,6 +152,10 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 			return 0, fmt.Errorf("job id %q is not a number", fs.Arg(1))
 		}
 		return id, nil
+	}
+	if (fs.Arg(0) == "list" || fs.Arg(0) == "retry-dead") && fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "psagate queue %s: unexpected argument %q\n", fs.Arg(0), fs.Arg(1))
+		return errUsage
 	}
 	switch fs.Arg(0) {
 	case "list":
@@ -217,10 +221,19 @@ func cmdQueue(args []string, stdout, stderr io.Writer) error {
 
 func cmdIncidents(args []string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlags("incidents", stderr)
-	open := fs.Bool("open", false, "only pending and open incidents")
+	open := fs.Bool("open", false, "list: only pending and open incidents")
 	asJSON := fs.Bool("json", false, "print JSON")
-	n := fs.Int("n", 100, "at most this many (newest first)")
+	n := fs.Int("n", 100, "list: at most this many (newest first)")
+	note := fs.String("note", "", "close: the resolution text")
+	psaToo := fs.Bool("psa", false, "close: close the PSA ticket too")
 	if err := parseFlags(fs, cfgPath, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 && fs.Arg(0) != "list" {
+		return incidentVerb(fs, *cfgPath, *note, *psaToo, *asJSON, stdout, stderr)
+	}
+	if err := verbArgs(fs, stderr, "psagate incidents -config FILE [list] [-open] [-n N] [-json] | close ID [-note TEXT] [-psa] | forget ID | show ID",
+		min(fs.NArg(), 1)-1, "open", "n"); err != nil {
 		return err
 	}
 	cfg, err := config.LoadWithoutSecrets(*cfgPath)
@@ -267,9 +280,14 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.Decision, "decision", "", "decision is (drop, reject, ticket, note, close, quarantine)")
 	since := fs.Duration("since", 0, "only the last DURATION (e.g. 24h)")
 	fs.IntVar(&f.Limit, "n", 50, "at most this many (newest first)")
+	fs.StringVar(&f.ID, "id", "", "the mail with this id (from the SMTP reply: \"Queued as ...\")")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, cfgPath, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "psagate audit: unexpected argument %q (filters are flags: -id, -from, -subject ...)\n", fs.Arg(0))
+		return errUsage
 	}
 	if *since > 0 {
 		f.Since = time.Now().Add(-*since)

@@ -142,6 +142,3 @@ func checkOrigin(r *http.Request) error {
 	}
 	return errors.New("request refused: Host " + r.Host + " is not this gateway's admin API")
 }
-
-// adminRoutes adds the day-two endpoints (incidents, silences, quarantine).
-func (a *App) adminRoutes(mux *http.ServeMux) {}

@@ -320,6 +320,12 @@ func (a *App) housekeeping(ctx context.Context) {
 		} else if n > 0 {
 			a.log.Debug("pruned dedupe entries", "n", n)
 		}
+		if n, err := a.ops().PruneQuarantine(); err != nil {
+			a.log.Warn("pruning the quarantine failed", "err", err)
+		} else if n > 0 {
+			a.Metrics.QuarantinePruned.Add(float64(n))
+			a.log.Info("pruned quarantined messages ([quarantine] max_messages / max_age)", "n", n)
+		}
 		select {
 		case <-ctx.Done():
 			return

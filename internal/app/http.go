@@ -182,6 +182,8 @@ func (a *App) adminIncidents(w http.ResponseWriter, r *http.Request) {
 
 // AuditFilter selects audit entries.
 type AuditFilter struct {
+	// ID is psagate's id of one mail, as in the SMTP reply ("Queued as ...").
+	ID                                            string
 	From, Subject, Device, Decision, Client, Rule string
 	Since                                         time.Time
 	Limit                                         int
@@ -191,7 +193,7 @@ func (f AuditFilter) match(e *store.AuditEntry) bool {
 	has := func(v, sub string) bool {
 		return sub == "" || strings.Contains(strings.ToLower(v), strings.ToLower(sub))
 	}
-	return has(e.From, f.From) && has(e.Subject, f.Subject) && has(e.Device, f.Device) && has(e.Client, f.Client) &&
+	return (f.ID == "" || strings.EqualFold(e.Message, f.ID)) && has(e.From, f.From) && has(e.Subject, f.Subject) && has(e.Device, f.Device) && has(e.Client, f.Client) &&
 		has(e.Rule, f.Rule) && (f.Decision == "" || e.Decision == f.Decision) && (f.Since.IsZero() || !e.Time.Before(f.Since))
 }
 
@@ -223,7 +225,7 @@ func AuditFilterFromQuery(q map[string][]string) AuditFilter {
 		}
 		return ""
 	}
-	f := AuditFilter{From: get("from"), Subject: get("subject"), Device: get("device"), Decision: get("decision"),
+	f := AuditFilter{ID: get("id"), From: get("from"), Subject: get("subject"), Device: get("device"), Decision: get("decision"),
 		Client: get("client"), Rule: get("rule")}
 	f.Limit, _ = strconv.Atoi(get("n"))
 	if s := get("since"); s != "" {

@@ -41,7 +41,8 @@ type Config struct {
 	Log     Log     `toml:"log"`
 	Auth    Auth    `toml:"auth"`
 
-	Incidents Incidents `toml:"incidents"`
+	Incidents  Incidents  `toml:"incidents"`
+	Quarantine Quarantine `toml:"quarantine"`
 
 	// PSA holds the organisation-wide settings, flattened, secrets resolved.
 	PSA     psa.Settings `toml:"-"`
@@ -516,7 +517,8 @@ type rawConfig struct {
 	Client  []rawClient    `toml:"client"`
 	Clients rawClients     `toml:"clients"`
 
-	Incidents Incidents `toml:"incidents"`
+	Incidents  Incidents  `toml:"incidents"`
+	Quarantine Quarantine `toml:"quarantine"`
 }
 
 type rawDeliver struct {
@@ -583,7 +585,7 @@ func (l *loader) underFreeForm(k string) bool {
 	return k == "psa" || strings.HasPrefix(k, "psa.") || strings.HasPrefix(k, "client.psa") || strings.HasPrefix(k, "client.device.psa")
 }
 
-var knownTop = []string{"smtp", "state", "http", "rules", "deliver", "log", "auth", "incidents", "psa", "client", "clients"}
+var knownTop = []string{"smtp", "state", "http", "rules", "deliver", "log", "auth", "incidents", "quarantine", "psa", "client", "clients"}
 
 func (l *loader) suggest(key string) string {
 	last := key[strings.LastIndex(key, ".")+1:]
@@ -598,7 +600,7 @@ func (l *loader) suggest(key string) string {
 
 func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 	cfg := &Config{File: l.file, SMTP: raw.SMTP, State: raw.State, HTTP: raw.HTTP, Rules: raw.Rules, Log: raw.Log, Auth: raw.Auth, lines: l.lines,
-		Incidents: raw.Incidents}
+		Incidents: raw.Incidents, Quarantine: raw.Quarantine}
 	// Only an absent key gets the default: listen = "" is how an admin turns
 	// the HTTP server off.
 	if !md.IsDefined("http", "listen") {
@@ -618,6 +620,7 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 	l.log(&cfg.Log)
 	l.auth(&cfg.Auth)
 	l.incidents(&cfg.Incidents)
+	l.quarantine(&cfg.Quarantine)
 
 	org := l.psa("psa", raw.PSA, true)
 	if org["provider"] == "" {

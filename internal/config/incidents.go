@@ -67,3 +67,16 @@ func (c *Client) EnabledAt(now time.Time) bool {
 	}
 	return c.Enabled
 }
+
+// Quarantine is the [quarantine] section: how much quarantined mail is kept.
+type Quarantine struct {
+	// MaxMessages caps the quarantine; the oldest are pruned beyond it.
+	MaxMessages int `toml:"max_messages"`
+	// MaxAge prunes messages quarantined longer ago.
+	MaxAge Duration `toml:"max_age"`
+}
+
+func (l *loader) quarantine(q *Quarantine) {
+	limit(l, "quarantine.max_messages", &q.MaxMessages, 10000, 1)
+	defDur(&q.MaxAge, 30*24*time.Hour)
+}

@@ -49,6 +49,8 @@ var limitCases = []struct {
 	{"deliver", "backoff_min", `"-2s"`, `duration "-2s" is negative`},
 	{"deliver", "backoff_max", `"-1s"`, `duration "-1s" is negative`},
 	{"deliver", "probe_interval", `"-1m"`, `duration "-1m" is negative`},
+	{"quarantine", "max_messages", "-1", "must be at least 1, not -1 (leave it out for the default, 10000)"},
+	{"quarantine", "max_age", `"-1h"`, `duration "-1h" is negative`},
 	{"incidents", "reconcile_every", `"-1m"`, `duration "-1m" is negative`},
 	{"incidents", "reconcile_per_minute", "-1", "must be at least 1, not -1 (leave it out for the default, 30)"},
 	{"incidents", "max_notes_per_hour", "-1", "must be at least 1, not -1 (leave it out for the default, 4)"},

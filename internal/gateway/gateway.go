@@ -86,6 +86,10 @@ func New(s *Snapshot, o Options) *Gateway {
 	return g
 }
 
+// WakeSpool tells the spool worker that a message was spooled (a
+// released quarantined mail).
+func (g *Gateway) WakeSpool() { wake(g.spoolWake) }
+
 // Snapshot is the active configuration.
 func (g *Gateway) Snapshot() *Snapshot { return g.snap.Load() }
 
@@ -375,6 +379,7 @@ type Result struct {
 	Decision rules.Action
 	Effect   incident.Effect
 	Entry    *store.SpoolEntry
+	Pruned   int // quarantined messages pruned to make room (max_messages)
 }
 
 // ProcessSpool runs the incident engine over up to n spooled messages in
@@ -547,6 +552,13 @@ func ProcessVerdict(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.Sp
 		if err := tx.Quarantine(e, reason); err != nil {
 			return nil, err
 		}
+		if tx.QuarantineLen() > s.Config.Quarantine.MaxMessages {
+			n, err := PruneQuarantine(tx, s, e.Received)
+			if err != nil {
+				return nil, err
+			}
+			r.Pruned = n
+		}
 		r.Decision, r.Effect = rules.ActionQuarantine, "kept"
 		return r, tx.AddAudit(auditEntry(&v, e.MailFrom, rcpt, e.RemoteIP, e.Received, rules.ActionQuarantine, "kept", nil, reason))
 	case rules.ActionTicket, rules.ActionNote, rules.ActionClose:
@@ -558,6 +570,11 @@ func ProcessVerdict(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.Sp
 		Check: v.Check, Key: v.Key, Summary: v.Summary, Description: v.Description, NoteText: v.NoteText,
 		Repeat: v.Repeat, Delay: v.Delay, Reopen: v.Reopen, Expect: v.Expect, Attach: v.Attach, Overrides: v.Overrides,
 		Severity: v.Severity, Escalate: v.Escalate,
+	}
+	if sil, err := silenceFor(tx, &v, e.Received); err != nil {
+		return nil, err
+	} else if sil != nil {
+		return silenced(tx, sil, ev, &v, e)
 	}
 	if v.Attach && v.Attachments > 0 {
 		raw, err := tx.SpoolRaw(e)
@@ -610,6 +627,9 @@ func (g *Gateway) logResult(r *Result) {
 		}
 	}
 	g.log.Info("decision", attrs...)
+	if g.metrics != nil && r.Pruned > 0 {
+		g.metrics.QuarantinePruned.Add(float64(r.Pruned))
+	}
 	if g.metrics != nil {
 		g.metrics.Decisions.WithLabelValues(string(r.Decision), string(r.Effect)).Inc()
 	}
@@ -683,6 +703,14 @@ func (g *Gateway) FireTimers(now time.Time) ([]*incident.Outcome, error) {
 func FireDue(tx *store.Tx, eng *incident.Engine, now time.Time) ([]*incident.Outcome, error) {
 	var outs []*incident.Outcome
 	for _, tm := range tx.DueTimers(now) {
+		if tm.Kind == timerSilence {
+			os, err := fireSilence(tx, eng, tm, now)
+			if err != nil {
+				return nil, err
+			}
+			outs = append(outs, os...)
+			continue
+		}
 		o, err := eng.Fire(tx, tm, now)
 		if err != nil {
 			return nil, err

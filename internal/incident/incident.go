@@ -61,6 +61,9 @@ const (
 	EffectSummarised Effect = "summarised"
 	// EffectEscalated: a more severe repeat raised the ticket's priority.
 	EffectEscalated Effect = "escalated"
+	// EffectSilenced: a silence (maintenance window) held the mail back:
+	// decided and audited, no PSA call; caught up when the silence ends.
+	EffectSilenced Effect = "silenced"
 )
 
 // Event is one decided message, as the incident engine needs it.

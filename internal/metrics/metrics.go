@@ -34,6 +34,7 @@ type Metrics struct {
 	SMTPRefused           *prometheus.CounterVec // reason
 	BuildInfo             *prometheus.GaugeVec   // version, revision, goversion
 	Reconciled            *prometheus.CounterVec // result
+	QuarantinePruned      prometheus.Counter
 }
 
 // StateCounts feeds the gauges read from the database on each scrape.
@@ -103,7 +104,11 @@ func New(counts func() (StateCounts, error)) *Metrics {
 			Help: "Ticket states read back from the PSA (before a note or close, and by [incidents] reconcile_every), by result (open, closed-in-psa, error).",
 		}, []string{"result"}),
 	}
-	r.MustRegister(m.Reconciled)
+	m.QuarantinePruned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "psagate_quarantine_pruned_total",
+		Help: "Quarantined messages deleted by [quarantine] max_messages or max_age (each is audited).",
+	})
+	r.MustRegister(m.Reconciled, m.QuarantinePruned)
 	r.MustRegister(m.SessionsActive, m.MessagesReceived, m.MessagesDropped, m.RuleMatches, m.Decisions,
 		m.PSAOperations, m.PSADuration, m.ProviderPaused, m.RulesLoaded, m.ConfigReloadSuccess,
 		m.ConfigReloadTimestamp, m.LastMessageReceived, m.SMTPRefused, m.BuildInfo)
@@ -145,6 +150,7 @@ var (
 		{"note", "noted"}, {"note", "ignored"}, {"note", "no-op"},
 		{"close", "closed"}, {"close", "cancelled"}, {"close", "noted-not-closed"}, {"close", "no-op"},
 		{"close", "closed-in-psa"}, {"note", "throttled"}, {"note", "summarised"}, {"note", "escalated"},
+		{"ticket", "silenced"}, {"note", "silenced"}, {"close", "silenced"},
 	}
 	// ReconcileResults are the results of reading a ticket's state back.
 	ReconcileResults = []string{"open", "closed-in-psa", "error"}

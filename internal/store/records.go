@@ -28,7 +28,11 @@ type SpoolEntry struct {
 	Helo     string          `json:"helo,omitempty"`
 	Decision json.RawMessage `json:"decision,omitempty"`
 	Reason   string          `json:"reason,omitempty"` // set when quarantined
-	Raw      []byte          `json:"-"`
+	// Quarantined is when the message was set aside; Size is the size of
+	// Raw where a listing leaves the bytes out.
+	Quarantined time.Time `json:"quarantined,omitzero"`
+	Size        int       `json:"size,omitempty"`
+	Raw         []byte    `json:"-"`
 
 	// lazy: read by SpoolBatch, whose entries leave the message in the
 	// database until SpoolRaw asks for it.

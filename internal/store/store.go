@@ -44,8 +44,9 @@ var (
 	bExpect     = []byte("expect")
 	bQuarantine = []byte("quarantine")
 	bMeta       = []byte("meta")
+	bSilences   = []byte("silences")
 
-	allBuckets = [][]byte{bSpool, bSeen, bIncidents, bKeys, bOpen, bOutbox, bOutboxIdx, bDead, bAudit, bTimers, bExpect, bQuarantine, bMeta}
+	allBuckets = [][]byte{bSpool, bSeen, bIncidents, bKeys, bOpen, bOutbox, bOutboxIdx, bDead, bAudit, bTimers, bExpect, bQuarantine, bMeta, bSilences}
 )
 
 // ErrLocked is returned by Open when another process holds the database.
