@@ -32,8 +32,12 @@ type dayTwo interface {
 	DeleteQuarantined(id, by string) error
 }
 
-// openDayTwo reaches the state for an admin action.
-func openDayTwo(cfgPath string, cfg *config.Config) (dayTwo, stateAccess, error) {
+// openDayTwo reaches the state of the config at cfgPath for an admin action.
+func openDayTwo(cfgPath string) (dayTwo, stateAccess, error) {
+	cfg, err := config.LoadWithoutSecrets(cfgPath)
+	if err != nil {
+		return nil, nil, err
+	}
 	st, err := openState(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -179,11 +183,7 @@ func incidentVerb(fs *flag.FlagSet, cfgPath string, note string, psaToo, asJSON 
 	if err != nil {
 		return err
 	}
-	cfg, err := config.LoadWithoutSecrets(cfgPath)
-	if err != nil {
-		return err
-	}
-	ops, st, err := openDayTwo(cfgPath, cfg)
+	ops, st, err := openDayTwo(cfgPath)
 	if err != nil {
 		return err
 	}
@@ -269,11 +269,7 @@ func cmdSilence(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.LoadWithoutSecrets(*cfgPath)
-	if err != nil {
-		return err
-	}
-	ops, st, err := openDayTwo(*cfgPath, cfg)
+	ops, st, err := openDayTwo(*cfgPath)
 	if err != nil {
 		return err
 	}
@@ -355,11 +351,7 @@ func cmdQuarantine(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.LoadWithoutSecrets(*cfgPath)
-	if err != nil {
-		return err
-	}
-	ops, st, err := openDayTwo(*cfgPath, cfg)
+	ops, st, err := openDayTwo(*cfgPath)
 	if err != nil {
 		return err
 	}
