@@ -436,7 +436,7 @@ func TestSecretsNeverLeakFromTryAndState(t *testing.T) {
 		Body: `{"code":"Unauthorized","message":"` + cwEchoText("Bad key") + `"}`})
 	cw.Inject(cwfake.Fault{Method: "POST", Path: "/service/tickets", Status: 400,
 		Body: `{"code":"InvalidObject","message":"Ticket object is invalid","errors":[{"code":"InvalidField","message":"` + cwEchoText("company is not valid") + `","resource":"ticket","field":"company"}]}`})
-	at.Inject(atfake.Fault{Kind: atfake.Fault500Envelope, Method: "POST", Path: "Tickets", Message: atEchoText("Ticket could not be saved")})
+	at.Inject(atfake.Fault{Kind: atfake.Fault500Envelope, Method: "POST", Path: "Tickets", Message: atEchoText("Ticket could not be saved: a required field is missing")})
 	logs := &testutil.Buffer{}
 	a, err := app.Start(context.Background(), cfg, app.Options{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), LogOutput: io.Discard})

@@ -444,7 +444,7 @@ func leakServeRun(t *testing.T, format string) {
 		// The thread-limit 429: the hourly-threshold one holds every call
 		// for a minute.
 		{Kind: atfake.Fault429, Method: "POST", Path: "Tickets", Message: atEcho("Thread Threshold Exceeded"), RetryAfter: "1"},
-		{Kind: atfake.Fault500Envelope, Method: "POST", Path: "Tickets", Message: atEcho("Ticket could not be saved")},
+		{Kind: atfake.Fault500Envelope, Method: "POST", Path: "Tickets", Message: atEcho("Ticket could not be saved: a required field is missing")},
 		{Kind: atfake.FaultReset, Method: "POST", Path: "Tickets"},
 		{Kind: atfake.Fault500HTML, Method: "POST", Path: "Tickets"},
 		{Kind: atfake.Fault401, Method: "POST", Path: "Tickets"},

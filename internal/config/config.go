@@ -983,7 +983,17 @@ func (l *loader) psa(base string, m map[string]any, org bool) psa.Settings {
 					walk(full, sub)
 					continue
 				}
+				if psa.IsTableSetting(prefix, k) {
+					l.psaTable(path, full, sub, out)
+					continue
+				}
 				l.errf(path, "unknown key")
+				continue
+			}
+			if psa.IsTableSetting(prefix, k) && psa.CheckTableEntry(full, "\x00") == nil {
+				// A table of tenant-defined names (autotask.fields) has no
+				// single-value form.
+				l.errf(path, `must be a table of names and values, e.g. %s = { "Backup Vault" = "VAULT-01" }`, k)
 				continue
 			}
 			if !known[full] {
@@ -1044,6 +1054,25 @@ func (l *loader) psa(base string, m map[string]any, org bool) psa.Settings {
 	}
 	walk("", m)
 	return out
+}
+
+// psaTable flattens a table setting (autotask.note_publish = { close =
+// "All Autotask Users" }) into "autotask.note_publish.close" keys.
+func (l *loader) psaTable(path, setting string, m map[string]any, out psa.Settings) {
+	for _, e := range slices.Sorted(maps.Keys(m)) {
+		ep := path + "." + e
+		if err := psa.CheckTableEntry(setting, e); err != nil {
+			l.errf(ep, "%v", err)
+			continue
+		}
+		s, err := scalar(m[e])
+		if err != nil {
+			l.errf(ep, "%v", err)
+			continue
+		}
+		out[setting+"."+e] = s
+		l.lines[ep] = l.ix.Line(ep)
+	}
 }
 
 // scalar renders a TOML scalar as settings text.

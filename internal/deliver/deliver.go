@@ -514,6 +514,7 @@ func (d *Deliverer) fail(j *store.Job, c candidate, err error, log *slog.Logger)
 	now := d.o.Now()
 	if d.o.Metrics != nil {
 		d.o.Metrics.PSAOperations.WithLabelValues(c.provider, j.Op, kind.String()+"_error").Inc()
+		d.o.Metrics.PSAErrors.WithLabelValues(c.provider, j.Op, psa.ReasonOf(err)).Inc()
 	}
 	switch kind {
 	case psa.Permanent:

@@ -101,7 +101,7 @@ func (e *Engine) repeatNote(tx *store.Tx, ev *Event, cur *store.Incident) (*Outc
 		j := e.job(ev, cur, store.OpNote)
 		j.NoteText = ev.NoteText
 		j.NoteTitle = "Repeat alert"
-		j.NoteKind = psa.NoteDiscussion
+		j.NoteKind = psa.NoteRepeat
 		// If the ticket turns out closed in the PSA, this repeat becomes
 		// a new ticket or a reopen (TicketEnded) with this text.
 		j.Recur, j.Summary, j.Description = true, ev.Summary, ev.Description
@@ -142,7 +142,7 @@ func stormSummary(inc *store.Incident) string {
 
 func (e *Engine) summaryJob(at time.Time, inc *store.Incident) *store.Job {
 	j := e.job(&Event{At: at}, inc, store.OpNote)
-	j.NoteTitle, j.NoteKind, j.NoteText = "Repeats summarised", psa.NoteDiscussion, stormSummary(inc)
+	j.NoteTitle, j.NoteKind, j.NoteText = "Repeats summarised", psa.NoteRepeat, stormSummary(inc)
 	return j
 }
 

@@ -35,6 +35,7 @@ type Metrics struct {
 	BuildInfo             *prometheus.GaugeVec   // version, revision, goversion
 	Reconciled            *prometheus.CounterVec // result
 	QuarantinePruned      prometheus.Counter
+	PSAErrors             *prometheus.CounterVec // provider, op, reason
 }
 
 // StateCounts feeds the gauges read from the database on each scrape.
@@ -103,6 +104,10 @@ func New(counts func() (StateCounts, error)) *Metrics {
 			Name: "psagate_tickets_reconciled_total",
 			Help: "Ticket states read back from the PSA (before a note or close, and by [incidents] reconcile_every), by result (open, closed-in-psa, error).",
 		}, []string{"result"}),
+		PSAErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "psagate_psa_errors_total",
+			Help: "Failed PSA operations by provider, op and reason (validation: the PSA refused a value or a missing field, fix the config; permission; auth; server; transient; permanent).",
+		}, []string{"provider", "op", "reason"}),
 	}
 	m.QuarantinePruned = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "psagate_quarantine_pruned_total",
@@ -111,7 +116,7 @@ func New(counts func() (StateCounts, error)) *Metrics {
 	r.MustRegister(m.Reconciled, m.QuarantinePruned)
 	r.MustRegister(m.SessionsActive, m.MessagesReceived, m.MessagesDropped, m.RuleMatches, m.Decisions,
 		m.PSAOperations, m.PSADuration, m.ProviderPaused, m.RulesLoaded, m.ConfigReloadSuccess,
-		m.ConfigReloadTimestamp, m.LastMessageReceived, m.SMTPRefused, m.BuildInfo)
+		m.ConfigReloadTimestamp, m.LastMessageReceived, m.SMTPRefused, m.BuildInfo, m.PSAErrors)
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if counts != nil {
 		r.MustRegister(&stateCollector{counts: counts})

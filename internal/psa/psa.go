@@ -97,6 +97,67 @@ func (s Settings) String() string {
 // LogValue keeps secrets out of slog output even when a Settings is logged whole.
 func (s Settings) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
+// NotePurposes are the kinds of note a per-kind setting can address:
+// "default" for any note without its own entry, "repeat" for a repeated
+// alert, "note" for an update a rule asked for, "internal" for notes
+// psagate writes about itself (attachments it could not upload), "close"
+// for the resolution note and "reopen" for the note of a reopened ticket.
+var NotePurposes = []string{"default", "repeat", "note", "internal", "close", "reopen"}
+
+// TableKey splits a flattened key of a table setting ("autotask.fields.X",
+// see Descriptor.Tables) into its setting ("autotask.fields") and entry
+// ("X"). ok is false for any other key.
+func TableKey(full string) (setting, entry string, ok bool) {
+	prov, rest, found := strings.Cut(full, ".")
+	if !found {
+		return "", "", false
+	}
+	name, entry, found := strings.Cut(rest, ".")
+	if !found || entry == "" {
+		return "", "", false
+	}
+	d, known := Lookup(prov)
+	if _, isTable := d.Tables[name]; !known || !isTable {
+		return "", "", false
+	}
+	return prov + "." + name, entry, true
+}
+
+// IsTableSetting reports whether key ("fields") of provider prov may be
+// written as a table.
+func IsTableSetting(prov, key string) bool {
+	d, ok := Lookup(prov)
+	_, isTable := d.Tables[key]
+	return ok && isTable
+}
+
+// CheckTableEntry reports whether entry is allowed in the table setting
+// ("autotask.note_publish"), with a message saying what is.
+func CheckTableEntry(setting, entry string) error {
+	prov, name, _ := strings.Cut(setting, ".")
+	d, _ := Lookup(prov)
+	allowed, ok := d.Tables[name]
+	if !ok {
+		return fmt.Errorf("%s is not a table setting", setting)
+	}
+	if allowed == nil || slices.Contains(allowed, entry) {
+		return nil
+	}
+	return fmt.Errorf("%s has no entry %q; entries are %s", setting, entry, strings.Join(allowed, ", "))
+}
+
+// Table returns the entries of a table setting ("autotask.fields") by name.
+func (s Settings) Table(setting string) map[string]string {
+	out := map[string]string{}
+	p := setting + "."
+	for k, v := range s {
+		if rest, ok := strings.CutPrefix(k, p); ok && rest != "" {
+			out[rest] = v
+		}
+	}
+	return out
+}
+
 // SecretValues returns the non-empty secret values of s and the forms in
 // which a library or a PSA might echo them (base64, URL-escaped, JSON- and
 // Go-quoted, and the provider's derived tokens), longest first, so a caller can
@@ -213,6 +274,9 @@ const (
 	NoteDiscussion NoteKind = "discussion" // visible detail / discussion (default)
 	NoteInternal   NoteKind = "internal"
 	NoteResolution NoteKind = "resolution"
+	// NoteRepeat is a repeat of an alert whose ticket is open. Providers
+	// that do not tell it apart show it like NoteDiscussion.
+	NoteRepeat NoteKind = "repeat"
 )
 
 // Note is text added to an existing ticket.
@@ -320,8 +384,11 @@ type Error struct {
 	Status     int           // HTTP status, 0 for network errors
 	RetryAfter time.Duration // from Retry-After, 0 if none
 	Field      string        // the offending field of a validation error
-	Message    string
-	Err        error
+	// Reason names the failure for humans and metrics ("validation",
+	// "auth", "threshold", "server", "network" ...); "" when unknown.
+	Reason  string
+	Message string
+	Err     error
 }
 
 func (e *Error) Error() string {
@@ -370,6 +437,22 @@ func KindOf(err error) Kind {
 		return Transient
 	}
 	return Permanent
+}
+
+// Reasons of *Error.Reason.
+const (
+	ReasonValidation = "validation" // the PSA refused a value or a missing field: fix the config
+	ReasonPermission = "permission" // the API user may read but not do this
+	ReasonServer     = "server"     // a server fault without a validation message: retried
+)
+
+// ReasonOf is the reason label of err: its Reason, else its kind.
+func ReasonOf(err error) string {
+	var pe *Error
+	if errors.As(err, &pe) && pe.Reason != "" {
+		return pe.Reason
+	}
+	return KindOf(err).String()
 }
 
 // RetryAfterOf returns the Retry-After the PSA asked for, or 0.

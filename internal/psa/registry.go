@@ -28,6 +28,11 @@ type Descriptor struct {
 	// Secrets are the keys among Keys that hold credentials: resolved from
 	// env:/file:, redacted in every output, never settable by a rule.
 	Secrets []string
+	// Tables are the keys among Keys that may also be written as a TOML
+	// table, each entry becoming its own flattened key
+	// ("autotask.note_publish.close", "autotask.fields.Backup Vault"), with
+	// the entry names allowed (nil: any name, tenant-defined).
+	Tables map[string][]string
 	// Connection are the keys among Keys that select the PSA instance or the
 	// login (not ticket fields): a rule may not set them and `try` does not
 	// show them.

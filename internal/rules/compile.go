@@ -28,7 +28,7 @@ var (
 		"body_matches", "header", "has_attachment", "attachment_name_matches", "size_over", "client",
 		"authenticated", "dkim_domain", "extracted"}
 	thenKeys = []string{"action", "text", "key", "check", "summary", "description", "note", "delay",
-		"repeat", "reopen", "expect", "attach", "priority", "psa", "after_manual_close", "severity", "escalate_priority"}
+		"repeat", "reopen", "expect", "attach", "priority", "due_in", "psa", "after_manual_close", "severity", "escalate_priority"}
 
 	// thenApplies lists, for each key of [rule.then] besides action, the
 	// actions it has an effect with. A key that does nothing with the rule's
@@ -46,6 +46,7 @@ var (
 		"expect":      {ActionTicket, ActionNote, ActionClose},
 		"attach":      {ActionTicket, ActionNote, ActionClose},
 		"priority":    {ActionTicket, ActionNote, ActionClose},
+		"due_in":      {ActionTicket},
 		"psa":         {ActionTicket, ActionNote, ActionClose},
 
 		"after_manual_close": {ActionTicket},
@@ -615,7 +616,7 @@ func (rc *ruleCtx) then(v any) {
 	}
 	rc.r.Then = th
 
-	var priority string
+	var priority, dueIn string
 	for _, k := range sortedKeys(m) {
 		if k == "action" {
 			continue
@@ -744,8 +745,27 @@ func (rc *ruleCtx) then(v any) {
 			} else if ok {
 				priority = s
 			}
+		case "due_in":
+			s, ok := rc.str(path, val)
+			if !ok {
+				continue
+			}
+			if d, err := time.ParseDuration(strings.TrimSpace(s)); err != nil || d <= 0 {
+				rc.errf(path, "must be a positive duration such as \"4h\", not %q", s)
+				continue
+			}
+			dueIn = strings.TrimSpace(s)
 		case "psa":
 			th.PSA = rc.psaOverrides(path, val)
+		}
+	}
+	// due_in is the shorthand of autotask.due_in (the ticket's due date).
+	if dueIn != "" {
+		if th.PSA == nil {
+			th.PSA = map[string]string{}
+		}
+		if _, set := th.PSA["autotask.due_in"]; !set {
+			th.PSA["autotask.due_in"] = dueIn
 		}
 	}
 
@@ -782,6 +802,11 @@ func (rc *ruleCtx) then(v any) {
 	if th.Action == ActionTicket && th.Repeat == "" {
 		th.Repeat = RepeatNote
 	}
+}
+
+func isTableKey(k string) bool {
+	_, _, ok := psa.TableKey(k)
+	return ok
 }
 
 // psaOverrides reads [rule.then.psa]. Values never appear in messages: an
@@ -821,6 +846,12 @@ func (rc *ruleCtx) psaOverrides(path string, v any) map[string]string {
 			d, _ := psa.Lookup(prov)
 			rc.errf(kp, "is a connection setting and cannot be set by a rule; rules may set ticket fields (%s: %s)", prov, strings.Join(d.TicketKeys(), ", "))
 			continue
+		case isTableKey(k):
+			setting, entry, _ := psa.TableKey(k)
+			if err := psa.CheckTableEntry(setting, entry); err != nil {
+				rc.errf(kp, "%v", err)
+				continue
+			}
 		case !slices.Contains(keys, name):
 			var full []string
 			for _, x := range keys {

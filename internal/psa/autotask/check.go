@@ -23,14 +23,31 @@ func (p *Provider) Validate(s psa.Settings) []error {
 	return errs
 }
 
-// Probe makes one cheap authenticated call (GET Version).
+// Probe makes one cheap authenticated call: GET Version, or, on a zone
+// without that route, a small read.
 func (p *Provider) Probe(ctx context.Context, s psa.Settings) error {
 	j, err := p.job(s, "probe", false, false)
 	if err != nil {
 		return err
 	}
 	j.noBudget = true
-	return j.call(ctx, http.MethodGet, "Version", nil, nil)
+	_, err = j.version(ctx)
+	return err
+}
+
+// version reads the API version. Version is not on every zone (the API
+// digest's open question 10: older v1.json lacks it), so a 404 falls back to
+// ThresholdInformation, which needs the same credentials and is as cheap;
+// the answer then has no version (nil map, nil error).
+func (j *job) version(ctx context.Context) (map[string]any, error) {
+	var ver map[string]any
+	err := j.call(ctx, http.MethodGet, "Version", nil, &ver)
+	var pe *psa.Error
+	if errors.As(err, &pe) && pe.Status == http.StatusNotFound {
+		var ti map[string]any
+		return nil, j.call(ctx, http.MethodGet, "ThresholdInformation", nil, &ti)
+	}
+	return ver, err
 }
 
 // Test is the "Test It" button. It checks, one line per step: zone
@@ -95,12 +112,16 @@ func (p *Provider) Test(ctx context.Context, s psa.Settings, out io.Writer) erro
 	say("Zone discovery: OK, API user %s is in zone %q (%s)", j.c.username, sanitize.Line(z.name), z.base)
 
 	// 2. Version: the secret and the integration code.
-	var ver map[string]any
-	if err := j.call(ctx, http.MethodGet, "Version", nil, &ver); err != nil {
+	ver, err := j.version(ctx)
+	if err != nil {
 		fail("Authentication", err)
 		return result()
 	}
-	say("Authentication: OK, Autotask API %v.%v build %v", ver["majorVersion"], ver["minorVersion"], ver["build"])
+	if ver == nil {
+		say("Authentication: OK (this zone has no Version route; a read worked)")
+	} else {
+		say("Authentication: OK, Autotask API %v.%v build %v", ver["majorVersion"], ver["minorVersion"], ver["build"])
+	}
 
 	// 3. ThresholdInformation: show the usage.
 	j.in.mu.Lock()
@@ -121,7 +142,7 @@ func (p *Provider) Test(ctx context.Context, s psa.Settings, out io.Writer) erro
 
 	// 5. Every picklist setting, against fresh field lists.
 	fieldsOK := true
-	for _, ent := range []string{"Tickets", "TicketNotes"} {
+	for _, ent := range []string{"Tickets", "TicketNotes", "TicketAttachments"} {
 		if _, err := j.fields(ctx, ent, true); err != nil {
 			fail(ent+" fields", err)
 			fieldsOK = false
@@ -153,11 +174,160 @@ func (p *Provider) Test(ctx context.Context, s psa.Settings, out io.Writer) erro
 				say("%s: OK, %s%s", step, v, note)
 			}
 		}
+		for _, purpose := range psa.NotePurposes {
+			key := "note_publish." + purpose
+			if isUnset(j.c.get(key)) {
+				continue
+			}
+			step := "Note publish for " + purpose + " notes (autotask." + key + ")"
+			if v, _, err := j.pick(ctx, key, ""); err != nil {
+				fail(step, err)
+			} else {
+				say("%s: OK, %s", step, v)
+			}
+		}
 		if st, cs := resolved["status"], resolved["complete_status"]; st != "" && st == cs {
 			fail("Status", fmt.Errorf("autotask.status and autotask.complete_status are both %s: new tickets would be opened complete", st))
 		}
+		// 6. What the tenant requires that the config does not set.
+		for _, f := range j.requiredUnset(ctx, resolved) {
+			fail(f.step, f.err)
+		}
+	}
+	say("Due date (autotask.due_in): OK, tickets are due %s after they are opened (sent as dueDateTime in UTC)", j.c.dueIn)
+	if j.c.contact != "" && !isUnset(j.c.contact) {
+		if company, err := j.companyID(ctx); err != nil {
+			fail("Contact (autotask.contact)", err)
+		} else if id, err := j.contactID(ctx, company); err != nil {
+			fail("Contact (autotask.contact)", err)
+		} else {
+			say("Contact (autotask.contact): OK, %q is contact %d", j.c.contact, id)
+		}
+	}
+	if err := j.testUDFs(ctx, say); err != nil {
+		fail("User-defined fields (autotask.fields)", err)
 	}
 	return result()
+}
+
+// settingOfTicketField names the setting that fills a ticket field.
+var settingOfTicketField = map[string]string{
+	"queueid": "queue_id", "status": "status", "priority": "priority", "issuetype": "issue_type",
+	"subissuetype": "sub_issue_type", "tickettype": "ticket_type", "source": "source",
+	"ticketcategory": "ticket_category", "billingcodeid": "billing_code_id", "contactid": "contact",
+}
+
+// alwaysSent are the ticket fields psagate fills on every create.
+var alwaysSent = map[string]bool{"id": true, "companyid": true, "title": true, "duedatetime": true, "description": true, "externalid": true}
+
+type finding struct {
+	step string
+	err  error
+}
+
+// requiredUnset lists the fields the tenant marks required (on tickets and
+// notes) that the effective settings leave empty: the first alert would be
+// refused for each of them.
+func (j *job) requiredUnset(ctx context.Context, resolved map[string]string) []finding {
+	var out []finding
+	tf, err := j.fields(ctx, "Tickets", false)
+	if err != nil {
+		return []finding{{"Required ticket fields", err}}
+	}
+	for _, f := range tf.fields {
+		low := strings.ToLower(f.Name)
+		if !f.Required || f.ReadOnly || alwaysSent[low] {
+			continue
+		}
+		key, known := settingOfTicketField[low]
+		switch {
+		case known && key == "contact" && j.c.contact != "" && !isUnset(j.c.contact):
+		case known && resolved[key] != "":
+		case known:
+			hint := ""
+			if ps, ok := lookupOf(key); ok {
+				hint = fmt.Sprintf("; see `psagate psa lookup %s`", ps)
+			}
+			out = append(out, finding{"Required field " + f.Name, j.settingErr(key, fmt.Sprintf(
+				"this Autotask tenant requires the ticket field %s and autotask.%s is not set: the first alert would be refused%s", f.Name, key, hint))})
+		default:
+			out = append(out, finding{"Required field " + f.Name, j.fail(psa.Permanent, fmt.Sprintf(
+				"this Autotask tenant requires the ticket field %s, which psagate cannot set: make it optional in Autotask (or default it through the ticket category)", f.Name))})
+		}
+	}
+	nf, err := j.fields(ctx, "TicketNotes", false)
+	if err != nil {
+		return append(out, finding{"Required note fields", err})
+	}
+	for _, f := range nf.fields {
+		switch strings.ToLower(f.Name) {
+		case "id", "ticketid", "title", "description", "notetype", "publish":
+			continue
+		}
+		if f.Required && !f.ReadOnly {
+			out = append(out, finding{"Required note field " + f.Name, j.fail(psa.Permanent, fmt.Sprintf(
+				"this Autotask tenant requires the ticket note field %s, which psagate cannot set", f.Name))})
+		}
+	}
+	return out
+}
+
+func lookupOf(key string) (string, bool) {
+	for _, ps := range pickSettings {
+		if ps.key == key {
+			return ps.lookup, true
+		}
+	}
+	return "", false
+}
+
+// testUDFs checks autotask.fields against the tenant's ticket user-defined
+// fields: every name must exist and every required one be set.
+func (j *job) testUDFs(ctx context.Context, say func(string, ...any)) error {
+	var ans struct {
+		Fields []struct {
+			Name       string `json:"name"`
+			IsRequired bool   `json:"isRequired"`
+			IsActive   *bool  `json:"isActive"`
+			Length     int    `json:"length"`
+		} `json:"fields"`
+	}
+	if err := j.call(ctx, http.MethodGet, "Tickets/entityInformation/userDefinedFields", nil, &ans); err != nil {
+		return err
+	}
+	var problems []string
+	known := map[string]bool{}
+	for _, f := range ans.Fields {
+		name := sanitize.Line(f.Name)
+		known[strings.ToLower(name)] = true
+		v, set := "", false
+		for k, val := range j.c.udfs {
+			if strings.EqualFold(k, name) {
+				v, set = val, true
+			}
+		}
+		if f.IsRequired && (!set || v == "") {
+			problems = append(problems, fmt.Sprintf("the user-defined field %q is required by this tenant and autotask.fields.%q is not set", name, name))
+		}
+		if set && f.Length > 0 && units(v) > f.Length {
+			problems = append(problems, fmt.Sprintf("autotask.fields.%q is %d characters; the field takes %d", name, units(v), f.Length))
+		}
+	}
+	for k := range j.c.udfs {
+		if !known[strings.ToLower(k)] {
+			problems = append(problems, fmt.Sprintf("autotask.fields.%q is not a ticket user-defined field of this tenant", k))
+		}
+	}
+	if len(problems) > 0 {
+		slices.Sort(problems)
+		e := j.fail(psa.Permanent, strings.Join(problems, "; "))
+		e.Field = "autotask.fields"
+		return e
+	}
+	if len(j.c.udfs) > 0 {
+		say("User-defined fields (autotask.fields): OK, %d set", len(j.c.udfs))
+	}
+	return nil
 }
 
 // testCompany checks autotask.company_id and describes the company.
@@ -199,7 +369,10 @@ var lookupKinds = map[string]string{
 	"sub_issue_types": "sub_issue_type", "subtypes": "sub_issue_type",
 	"ticket_types": "ticket_type", "sources": "source",
 	"note_types": "note_type", "note_publish": "note_publish",
-	"companies": "",
+	"ticket_categories": "ticket_category", "categories": "ticket_category",
+	"billing_codes": "billing_code_id", "work_types": "billing_code_id",
+	"attachment_publish": "attachment_publish",
+	"companies":          "",
 }
 
 // LookupKinds lists the kinds Lookup accepts.

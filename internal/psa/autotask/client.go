@@ -226,21 +226,39 @@ func envelope(body []byte) []string {
 }
 
 var (
+	// "dueDateTime is required.; on record number [0]." (WYRE-AI/autotask-mcp#288)
+	fieldRe0 = regexp.MustCompile(`^\s*([A-Za-z][A-Za-z0-9]*) is required`)
 	fieldRe1 = regexp.MustCompile(`(?i)\bfield:?\s+([A-Za-z][A-Za-z0-9]*)`)
 	fieldRe2 = regexp.MustCompile(`(?i)\bfor\s+([a-z][A-Za-z0-9]*)\s*\.`)
+	// validationRe recognises the messages of a refused value or a missing
+	// field. Autotask sends them, and server faults, as HTTP 500 with the
+	// same {"errors":[...]} envelope; only the wording tells them apart.
+	// Shapes from the API digest and public clients: "Missing required
+	// field", "X is required", "Reference value on field: contactID of type:
+	// Contact does not exist or is invalid.", "Picklist value [99] does not
+	// exist for priority.", "Value does not reference an existing entity",
+	// "Unable to convert value", "exceeds the maximum length", "When
+	// assigning a Resource, you must assign both ...".
+	validationRe = regexp.MustCompile(`(?i)\brequired\b|\binvalid\b|is not valid|does not exist|does not reference|unable to convert|exceeds|maximum length|\bmust\b|not allowed|\binactive\b|picklist|read-only|\bduplicate\b|\bcannot\b|can not|\bvalidation\b`)
 )
+
+func isValidation(msg string) bool { return validationRe.MatchString(msg) }
 
 // settingOfField names the psagate setting behind an Autotask field.
 var settingOfField = map[string]string{
 	"companyid": "autotask.company_id", "queueid": "autotask.queue_id", "priority": "autotask.priority",
 	"status": "autotask.status", "issuetype": "autotask.issue_type", "subissuetype": "autotask.sub_issue_type",
 	"tickettype": "autotask.ticket_type", "source": "autotask.source", "notetype": "autotask.note_type",
-	"publish": "autotask.note_publish",
+	"publish": "autotask.note_publish", "duedatetime": "autotask.due_in",
+	"ticketcategory": "autotask.ticket_category", "billingcodeid": "autotask.billing_code_id",
+	"contactid": "autotask.contact",
 }
 
 func fieldOf(msg string) string {
 	var name string
-	if m := fieldRe1.FindStringSubmatch(msg); m != nil {
+	if m := fieldRe0.FindStringSubmatch(msg); m != nil {
+		name = m[1]
+	} else if m := fieldRe1.FindStringSubmatch(msg); m != nil {
 		name = m[1]
 	} else if m := fieldRe2.FindStringSubmatch(msg); m != nil {
 		name = m[1]
@@ -275,12 +293,15 @@ func (j *job) classify(r *response) *psa.Error {
 	switch {
 	case strings.Contains(low, "integrationcode is invalid"):
 		e.Kind = psa.Auth
+		e.Reason = "auth"
 		e.Message = "Autotask rejected the API tracking identifier (IntegrationCode is invalid): check autotask.integration_code"
 	case r.status == http.StatusUnauthorized:
 		e.Kind = psa.Auth
+		e.Reason = "auth"
 		e.Message = "Autotask refused the username or secret (HTTP 401): check autotask.username and autotask.secret; the user needs the \"API User (API-only)\" security level"
 	case r.status == http.StatusForbidden || strings.Contains(low, "adequate permission"):
 		e.Kind = psa.Auth
+		e.Reason = psa.ReasonPermission
 		e.Message = with("the API user's security level does not allow this; give the user the \"API User (API-only)\" security level with access to tickets, ticket notes, attachments and companies")
 	case strings.Contains(low, "thread threshold"):
 		e.Kind = psa.Transient
@@ -300,12 +321,20 @@ func (j *job) classify(r *response) *psa.Error {
 			e.RetryAfter = 5 * time.Minute
 		}
 		e.Message = with("Autotask's attachment upload limit was reached")
-	case r.status == http.StatusInternalServerError && len(parts) > 0:
+	case (r.status == http.StatusInternalServerError || r.status == http.StatusBadRequest) && isValidation(text):
+		// A refused value: the same call fails the same way until the
+		// config changes. Name the field and the setting behind it.
 		e.Kind = psa.Permanent
+		e.Reason = psa.ReasonValidation
 		e.Field = fieldOf(text)
 		e.Message = text
+		if strings.HasPrefix(e.Field, "autotask.") {
+			e.Message += " (set " + e.Field + ")"
+		}
 	case r.status >= 500 || r.status == http.StatusRequestTimeout:
+		// A server fault, with or without an envelope: retried.
 		e.Kind = psa.Transient
+		e.Reason = psa.ReasonServer
 		e.Message = with("Autotask answered HTTP " + itoa(r.status) + " (" + http.StatusText(r.status) + ")")
 	case r.status >= 300 && r.status < 400:
 		e.Kind = psa.Permanent

@@ -44,6 +44,8 @@ func TestCreateSendsTheTicketWithHeadersToTheZoneOnly(t *testing.T) {
 		"companyID": 500.0, "title": sample.Summary, "description": sample.Description, "status": 1.0,
 		"priority": 1.0, "queueID": 29683482.0, "issueType": 10.0, "subIssueType": 101.0,
 		"ticketType": 5.0, "source": 4.0, "externalID": sample.ExternalRef,
+		// due_in defaults to 24h after the fake clock's 2026-02-11 09:30 UTC.
+		"dueDateTime": "2026-02-12T09:30:00Z",
 	}
 	if len(body) != len(want) {
 		t.Errorf("body has %d keys, want %d: %s", len(body), len(want), posts[0].Body)

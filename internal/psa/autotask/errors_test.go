@@ -29,6 +29,14 @@ func TestErrorClassification(t *testing.T) {
 		{name: "500 integration code", fault: fake.Fault{Kind: fake.Fault500Envelope, Message: "IntegrationCode is invalid."}, kind: psa.Auth, status: 500, want: "autotask.integration_code"},
 		{name: "500 validation", fault: fake.Fault{Kind: fake.Fault500Envelope, Message: "Picklist value [9] does not exist for priority."},
 			kind: psa.Permanent, status: 500, field: "autotask.priority", want: "Picklist value [9] does not exist for priority."},
+		// A 500 with an envelope that is no validation message is a server
+		// fault: retried (issue 13). A validation 500 names field and key.
+		{name: "500 transient envelope", fault: fake.Fault{Kind: fake.Fault500Envelope, Message: "An unexpected error has occurred. Please try again later."},
+			kind: psa.Transient, status: 500, want: "unexpected error"},
+		{name: "500 due date", fault: fake.Fault{Kind: fake.Fault500Envelope, Message: "dueDateTime is required.; on record number [0]."},
+			kind: psa.Permanent, status: 500, field: "autotask.due_in", want: "(set autotask.due_in)"},
+		{name: "500 billing code", fault: fake.Fault{Kind: fake.Fault500Envelope, Message: "Missing required field: billingCodeID."},
+			kind: psa.Permanent, status: 500, field: "autotask.billing_code_id", want: "billingCodeID"},
 		{name: "500 thread limit", fault: fake.Fault{Kind: fake.Fault500Envelope, Message: "Thread Threshold Exceeded (Itgenatr005)"},
 			kind: psa.Transient, status: 500, want: "thread limit", retryAfter: 2 * time.Second},
 		{name: "500 html", fault: fake.Fault{Kind: fake.Fault500HTML}, kind: psa.Transient, status: 500, want: "HTTP 500"},

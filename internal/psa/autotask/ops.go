@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -193,9 +194,12 @@ func (j *job) ticketBody(ctx context.Context, t psa.Ticket, ext string) (map[str
 	if ext != "" {
 		body["externalID"] = ext
 	}
+	// Always in UTC: Autotask reads datetimes without a zone as UTC.
+	body["dueDateTime"] = j.p.now().Add(j.c.dueIn).UTC().Format("2006-01-02T15:04:05Z")
 	fields := []struct{ key, field string }{
 		{"status", "status"}, {"priority", "priority"}, {"queue_id", "queueID"}, {"issue_type", "issueType"},
-		{"ticket_type", "ticketType"}, {"source", "source"},
+		{"ticket_type", "ticketType"}, {"source", "source"}, {"ticket_category", "ticketCategory"},
+		{"billing_code_id", "billingCodeID"},
 	}
 	for _, f := range fields {
 		v, ok, err := j.pick(ctx, f.key, "")
@@ -217,7 +221,80 @@ func (j *job) ticketBody(ctx context.Context, t psa.Ticket, ext string) (map[str
 		}
 		body["subIssueType"] = num(v.Value)
 	}
+	if j.c.contact != "" && !isUnset(j.c.contact) {
+		id, err := j.contactID(ctx, company)
+		if err != nil {
+			return nil, err
+		}
+		body["contactID"] = id
+	}
+	if len(j.c.udfs) > 0 {
+		names := make([]string, 0, len(j.c.udfs))
+		for n := range j.c.udfs {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		udfs := make([]map[string]string, 0, len(names))
+		for _, n := range names {
+			udfs = append(udfs, map[string]string{"name": n, "value": j.c.udfs[n]})
+		}
+		body["userDefinedFields"] = udfs
+	}
 	return body, nil
+}
+
+type contactRow struct {
+	ID           int64  `json:"id"`
+	FirstName    string `json:"firstName"`
+	LastName     string `json:"lastName"`
+	EmailAddress string `json:"emailAddress"`
+}
+
+// contactID resolves autotask.contact (an id, an e-mail address or
+// "First Last") to a contact of the ticket's company: Autotask refuses a
+// contact of another company.
+func (j *job) contactID(ctx context.Context, company int64) (int64, error) {
+	raw := j.c.contact
+	if id, err := strconv.ParseInt(raw, 10, 64); err == nil {
+		return id, nil
+	}
+	k := "contact\x00" + strconv.FormatInt(company, 10) + "\x00" + strings.ToLower(raw)
+	j.in.mu.Lock()
+	hit, ok := j.in.companies[k]
+	j.in.mu.Unlock()
+	if ok && j.p.now().Sub(hit.at) < companyTTL {
+		return hit.id, nil
+	}
+	filters := []filter{cond("eq", "companyID", company)}
+	if strings.Contains(raw, "@") {
+		filters = append(filters, cond("eq", "emailAddress", raw))
+	}
+	q := map[string]any{
+		"filter":        filters,
+		"IncludeFields": []string{"id", "firstName", "lastName", "emailAddress"},
+		"MaxRecords":    500,
+	}
+	var ans queryAnswer[contactRow]
+	if err := j.call(ctx, http.MethodPost, "Contacts/query", q, &ans); err != nil {
+		return 0, err
+	}
+	var ids []int64
+	for _, r := range ans.Items {
+		full := strings.TrimSpace(strings.TrimSpace(r.FirstName) + " " + strings.TrimSpace(r.LastName))
+		if strings.EqualFold(r.EmailAddress, raw) || strings.EqualFold(full, raw) {
+			ids = append(ids, r.ID)
+		}
+	}
+	switch {
+	case len(ids) == 0:
+		return 0, j.settingErr("contact", fmt.Sprintf("autotask.contact %q is not a contact of company %d (by e-mail address or \"First Last\"); set the contact id or fix the name", raw, company))
+	case len(ids) > 1:
+		return 0, j.settingErr("contact", fmt.Sprintf("autotask.contact %q matches %d contacts of company %d: set autotask.contact to the contact id", raw, len(ids), company))
+	}
+	j.in.mu.Lock()
+	j.in.companies[k] = companyHit{id: ids[0], at: j.p.now()}
+	j.in.mu.Unlock()
+	return ids[0], nil
 }
 
 type companyRow struct {
@@ -305,10 +382,19 @@ func (p *Provider) AddNote(ctx context.Context, c psa.Call, ref psa.TicketRef, n
 	if err != nil {
 		return err
 	}
-	return j.addNote(ctx, id, n, c.Retry)
+	purpose := "note"
+	switch n.Kind {
+	case psa.NoteRepeat:
+		purpose = "repeat"
+	case psa.NoteInternal:
+		purpose = "internal"
+	}
+	return j.addNote(ctx, id, n, purpose, c.Retry)
 }
 
-func (j *job) addNote(ctx context.Context, tid int64, n psa.Note, retry bool) error {
+// addNote writes a note; purpose (psa.NotePurposes) selects its publish
+// setting.
+func (j *job) addNote(ctx context.Context, tid int64, n psa.Note, purpose string, retry bool) error {
 	marker := sanitize.Line(n.Marker)
 	if retry && marker != "" {
 		found, err := j.noteWithMarker(ctx, tid, marker)
@@ -320,7 +406,7 @@ func (j *job) addNote(ctx context.Context, tid int64, n psa.Note, retry bool) er
 	if err != nil {
 		return err
 	}
-	publish, _, err := j.pick(ctx, "note_publish", "")
+	publish, _, err := j.pick(ctx, j.c.notePublishKey(purpose), "")
 	if err != nil {
 		return err
 	}
@@ -424,7 +510,7 @@ func (p *Provider) Attach(ctx context.Context, c psa.Call, ref psa.TicketRef, a 
 			Text:   fmt.Sprintf("The alert carried the attachment %q (%d bytes, %s). Autotask accepts at most %d bytes per attachment through its API, so psagate did not upload it.", name, len(a.Data), sanitize.Line(a.ContentType), MaxAttachmentBytes),
 			Kind:   psa.NoteInternal,
 			Marker: marker,
-		}, c.Retry)
+		}, "internal", c.Retry)
 	}
 	if c.Retry && marker != "" {
 		found, err := j.attachmentWithMarker(ctx, tid, marker)
@@ -440,7 +526,11 @@ func (p *Provider) Attach(ctx context.Context, c psa.Call, ref psa.TicketRef, a 
 		tag := attachTag(marker)
 		title = cut(name, maxAttachTitle-units(tag), "…") + tag
 	}
-	body, err := attachmentBody(cut(title, maxAttachTitle, ""), name, a.Data)
+	publish, _, err := j.pick(ctx, "attachment_publish", "")
+	if err != nil {
+		return err
+	}
+	body, err := attachmentBody(cut(title, maxAttachTitle, ""), name, num(publish.Value), a.Data)
 	if err != nil {
 		return j.fail(psa.Permanent, "cannot encode the attachment")
 	}
@@ -461,18 +551,18 @@ func (p *Provider) Attach(ctx context.Context, c psa.Call, ref psa.TicketRef, a 
 		Text:   fmt.Sprintf("Autotask refused the attachment %q (%d bytes, %s): %s", name, len(a.Data), sanitize.Line(a.ContentType), reason),
 		Kind:   psa.NoteInternal,
 		Marker: marker,
-	}, c.Retry)
+	}, "internal", c.Retry)
 }
 
 // attachmentBody encodes the upload. The base64 text is written straight
 // into the JSON (it needs no escaping): running megabytes through
 // json.Marshal would only copy and scan them again.
-func attachmentBody(title, name string, data []byte) ([]byte, error) {
+func attachmentBody(title, name string, publish any, data []byte) ([]byte, error) {
 	head, err := json.Marshal(map[string]any{
 		"attachmentType": "FILE_ATTACHMENT",
 		"title":          title,
 		"fullPath":       name,
-		"publish":        1,
+		"publish":        publish,
 	})
 	if err != nil {
 		return nil, err
@@ -569,7 +659,7 @@ func (p *Provider) Close(ctx context.Context, c psa.Call, ref psa.TicketRef, res
 	if resolution.Kind == "" {
 		resolution.Kind = psa.NoteResolution
 	}
-	if err := j.addNote(ctx, tid, resolution, c.Retry); err != nil {
+	if err := j.addNote(ctx, tid, resolution, "close", c.Retry); err != nil {
 		return err
 	}
 	err = j.setStatus(ctx, tid, complete.Value)
@@ -605,7 +695,7 @@ func (p *Provider) Reopen(ctx context.Context, c psa.Call, ref psa.TicketRef, n 
 	if err := j.setStatus(ctx, tid, status.Value); err != nil {
 		return err
 	}
-	return j.addNote(ctx, tid, n, c.Retry)
+	return j.addNote(ctx, tid, n, "reopen", c.Retry)
 }
 
 // setStatus is a sparse update: only id and status are sent, so nothing else

@@ -28,15 +28,28 @@ type pickValue struct {
 
 func (v pickValue) String() string { return v.Value + " (" + v.Label + ")" }
 
-// fieldSet holds the picklists of one entity, keyed by lower-case field name.
+// fieldSet holds the picklists of one entity, keyed by lower-case field
+// name, and every field in the order Autotask lists them.
 type fieldSet struct {
-	at    time.Time
-	picks map[string][]pickValue
+	at     time.Time
+	picks  map[string][]pickValue
+	fields []fieldMeta
+}
+
+// fieldMeta is what psa test needs to know of a field.
+type fieldMeta struct {
+	Name     string
+	Required bool
+	ReadOnly bool
+	Length   int
 }
 
 type fieldsAnswer struct {
 	Fields []struct {
 		Name           string `json:"name"`
+		IsRequired     bool   `json:"isRequired"`
+		IsReadOnly     bool   `json:"isReadOnly"`
+		Length         int    `json:"length"`
 		IsPickList     bool   `json:"isPickList"`
 		PicklistValues []struct {
 			Value          string `json:"value"`
@@ -72,6 +85,7 @@ func (j *job) fields(ctx context.Context, entity string, force bool) (*fieldSet,
 	}
 	fs := &fieldSet{at: j.p.now(), picks: map[string][]pickValue{}}
 	for _, f := range ans.Fields {
+		fs.fields = append(fs.fields, fieldMeta{Name: sanitize.Line(f.Name), Required: f.IsRequired, ReadOnly: f.IsReadOnly, Length: f.Length})
 		if !f.IsPickList {
 			continue
 		}
@@ -141,7 +155,8 @@ func validList(vals []pickValue, parent string) string {
 // when the setting is unset and has no default. parent is the resolved
 // issue type for sub_issue_type.
 func (j *job) pick(ctx context.Context, key, parent string) (pickValue, bool, error) {
-	ps := pickSettingFor(key)
+	base, _, _ := strings.Cut(key, ".") // "note_publish.close" is a note_publish
+	ps := pickSettingFor(base)
 	raw := j.c.get(key)
 	fs, err := j.fields(ctx, ps.entity, false)
 	if err != nil {

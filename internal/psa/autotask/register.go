@@ -16,7 +16,11 @@ func init() {
 			"company_id", "queue_id", "priority", "status", "complete_status",
 			"issue_type", "sub_issue_type", "ticket_type", "source",
 			"note_type", "note_publish", "timeout",
+			"due_in", "ticket_category", "billing_code_id", "contact", "attachment_publish", "fields",
 		},
+		// note_publish may be a table by kind of note; fields (the
+		// tenant's user-defined fields) is one, by field name.
+		Tables: map[string][]string{"note_publish": psa.NotePurposes, "fields": nil},
 		Secrets: []string{"secret", "integration_code"},
 		// company_id is the ticket's company here, so a rule may set it.
 		Connection: []string{"username", "zone_url"},

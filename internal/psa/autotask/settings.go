@@ -30,7 +30,17 @@ type config struct {
 	company   string   // an id or a company name
 	picks     map[string]string
 	timeout   time.Duration
+	dueIn     time.Duration     // dueDateTime = now + dueIn
+	contact   string            // a contact id, e-mail address or "First Last"
+	udfs      map[string]string // userDefinedFields by name
 }
+
+// DefaultDueIn is the due date of a new ticket when autotask.due_in is not
+// set. Autotask refuses a ticket without dueDateTime unless the ticket
+// category defaults one ("dueDateTime is required.; on record number [0]."
+// as an HTTP 500, seen on a Datto Autotask tenant: WYRE-AI/autotask-mcp pull
+// request #288), so psagate always sends one.
+const DefaultDueIn = 24 * time.Hour
 
 // key identifies the integration whose state (zone, picklists, limiter,
 // budget) a call shares. It is a hash so the map never holds the
@@ -66,6 +76,25 @@ var pickSettings = []pickSetting{
 	{key: "source", entity: "Tickets", field: "source", what: "source", plural: "sources", lookup: "sources", label: "Source"},
 	{key: "note_type", entity: "TicketNotes", field: "noteType", what: "note type", plural: "note types", lookup: "note_types", label: "Note type", deflt: "1"},
 	{key: "note_publish", entity: "TicketNotes", field: "publish", what: "note publish value", plural: "note publish values", lookup: "note_publish", label: "Note publish", deflt: "1"},
+	// ticketCategory and billingCodeID (the work type) are what tenants
+	// most often make required; both are resolved like the picklists
+	// (billingCodeID is a reference to a billing code that the tenant's
+	// fields metadata lists with its values; modelled, see docs/autotask.md).
+	{key: "ticket_category", entity: "Tickets", field: "ticketCategory", what: "ticket category", plural: "ticket categories", lookup: "ticket_categories", label: "Ticket category"},
+	{key: "billing_code_id", entity: "Tickets", field: "billingCodeID", what: "billing code (work type)", plural: "billing codes", lookup: "billing_codes", label: "Billing code"},
+	{key: "attachment_publish", entity: "TicketAttachments", field: "publish", what: "attachment publish value", plural: "attachment publish values", lookup: "attachment_publish", label: "Attachment publish", deflt: "1"},
+}
+
+// notePublishKey is the setting that decides the publish value of a note of
+// the given purpose (psa.NotePurposes): "note_publish.<purpose>", else
+// "note_publish.default", else "note_publish".
+func (c *config) notePublishKey(purpose string) string {
+	for _, k := range []string{"note_publish." + purpose, "note_publish.default"} {
+		if !isUnset(c.get(k)) {
+			return k
+		}
+	}
+	return "note_publish"
 }
 
 func pickSettingFor(key string) pickSetting {
@@ -113,6 +142,23 @@ func parseConfig(s psa.Settings, full bool) (*config, []error) {
 	}
 	for _, ps := range pickSettings {
 		c.picks[ps.key] = g(ps.key)
+	}
+	for _, purpose := range psa.NotePurposes {
+		c.picks["note_publish."+purpose] = g("note_publish." + purpose)
+	}
+	c.dueIn = DefaultDueIn
+	if t := g("due_in"); t != "" {
+		d, err := time.ParseDuration(t)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("autotask.due_in %q is not a positive duration such as \"24h\" or \"30m\"", t))
+		} else {
+			c.dueIn = d
+		}
+	}
+	c.contact = g("contact")
+	c.udfs = map[string]string{}
+	for k, v := range s.Table("autotask.fields") {
+		c.udfs[strings.TrimSpace(k)] = v
 	}
 	if st, cs := c.get("status"), c.get("complete_status"); st != "" && cs != "" && strings.EqualFold(st, cs) {
 		errs = append(errs, fmt.Errorf("autotask.status and autotask.complete_status are both %q: new tickets would be opened complete", st))

@@ -73,5 +73,5 @@ func (p *Provider) SetPriority(ctx context.Context, c psa.Call, ref psa.TicketRe
 			return err
 		}
 	}
-	return j.addNote(ctx, tid, n, c.Retry)
+	return j.addNote(ctx, tid, n, "note", c.Retry)
 }

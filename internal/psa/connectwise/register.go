@@ -15,6 +15,9 @@ func init() {
 			"site", "endpoint", "company_id", "public_key", "private_key", "client_id", "api_version",
 			"company", "board", "status", "type", "subtype", "item", "priority", "contact",
 			"closed_status", "timeout",
+			// The ticket's address and location, as x360Recover Manager's
+			// per-client ConnectWise settings have them.
+			"address_line1", "address_line2", "city", "state", "zip", "country", "location",
 		},
 		Secrets: []string{"public_key", "private_key", "client_id"},
 		// company_id is the login company here (the ticket's company is

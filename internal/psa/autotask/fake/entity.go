@@ -236,7 +236,9 @@ var ticketEntity = newEntity("Ticket", []fieldSpec{
 	{Name: "assignedResourceID", Kind: kInt, Queryable: true, Ref: "Resource"},
 	{Name: "assignedResourceRoleID", Kind: kInt, Queryable: true, Ref: "Role"},
 	{Name: "configurationItemID", Kind: kInt, Queryable: true, Ref: "ConfigurationItem"},
-	{Name: "billingCodeID", Kind: kInt, Queryable: true, Ref: "BillingCode"},
+	// billingCodeID (the work type) is a reference Autotask also lists
+	// with its values; the fake serves it as a picklist (modelled).
+	{Name: "billingCodeID", Kind: kInt, Queryable: true, PickList: true, Ref: "BillingCode"},
 	{Name: "dueDateTime", Kind: kDate, Queryable: true},
 	{Name: "resolution", Kind: kString, Length: 32000, Queryable: true},
 	{Name: "createDate", Kind: kDate, ReadOnly: true, Queryable: true},
@@ -271,6 +273,15 @@ var attachmentEntity = newEntity("TicketAttachment", []fieldSpec{
 	{Name: "attachedByContactID", Kind: kInt},
 	{Name: "attachedByResourceID", Kind: kInt, ReadOnly: true},
 	{Name: "data", Kind: kString, Hidden: true},
+})
+
+var contactEntity = newEntity("Contact", []fieldSpec{
+	{Name: "id", Kind: kInt, ReadOnly: true, Queryable: true},
+	{Name: "companyID", Kind: kInt, Required: true, Queryable: true, Ref: "Company"},
+	{Name: "firstName", Kind: kString, Length: 50, Required: true, Queryable: true},
+	{Name: "lastName", Kind: kString, Length: 50, Required: true, Queryable: true},
+	{Name: "emailAddress", Kind: kString, Length: 254, Queryable: true},
+	{Name: "isActive", Kind: kInt, Queryable: true},
 })
 
 var companyEntity = newEntity("Company", []fieldSpec{
@@ -316,14 +327,18 @@ type picklistWire struct {
 	IsSystem       bool   `json:"isSystem"`
 }
 
-func fieldInfos(e *entity, picklists map[string][]PicklistValue, required map[string]bool) []fieldInfo {
+func fieldInfos(e *entity, picklists map[string][]PicklistValue, required map[string]bool, lengths map[string]int) []fieldInfo {
 	out := make([]fieldInfo, 0, len(e.Fields))
 	for _, f := range e.Fields {
 		if f.Hidden {
 			continue
 		}
+		length := f.Length
+		if l, ok := lengths[f.Name]; ok {
+			length = l
+		}
 		fi := fieldInfo{
-			Name: f.Name, DataType: f.Kind.dataType(), Length: f.Length,
+			Name: f.Name, DataType: f.Kind.dataType(), Length: length,
 			IsRequired: f.Required || required[f.Name], IsReadOnly: f.ReadOnly, IsQueryable: f.Queryable,
 			IsReference: f.Ref != "", ReferenceEntityType: f.Ref, IsPickList: f.PickList,
 			PicklistParentValueField: f.Parent,

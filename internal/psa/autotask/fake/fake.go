@@ -26,6 +26,7 @@
 package fake
 
 import (
+	"maps"
 	"net/http/httptest"
 	"slices"
 	"sort"
@@ -60,6 +61,26 @@ type Config struct {
 
 	RequireQueue     bool // queueID required on tickets (tenant setting)
 	RequireNoteTitle bool // "Require titles on ticket notes"
+
+	// RequiredTicketFields are ticket fields the tenant makes required
+	// (through ticket categories and settings): "billingCodeID",
+	// "ticketCategory", "contactID", "issueType" ... They are reported
+	// isRequired in entityInformation/fields and enforced on create.
+	RequiredTicketFields []string
+	// FieldLengths override the length of ticket fields ("title": 80),
+	// reported in the metadata and enforced.
+	FieldLengths map[string]int
+	// UDFs are the tenant's ticket user-defined fields.
+	UDFs []UDF
+	// Contacts of the tenant's companies.
+	Contacts []Contact
+	// ReadOnly makes the API user's security level read-only: queries and
+	// reads work, every create or update answers 403 (a common permission
+	// mistake that a read-only connection test does not catch).
+	ReadOnly bool
+	// NoVersion removes the Version route (older zones lack it: the API
+	// digest's open question 10), so a client must fall back to a read.
+	NoVersion bool
 
 	PageSize              int           // rows per query page, default 500
 	MaxAttachmentBytes    int           // decoded bytes per file, default 6,000,000
@@ -106,6 +127,10 @@ func DefaultConfig() Config {
 		Companies: []Company{
 			{ID: 500, Name: "Pinecrest Veterinary Clinic", Type: 1, WebAddress: "https://www.pinecrest-vet.example/"},
 			{ID: 501, Name: "ACME", Type: 1},
+		},
+		Contacts: []Contact{
+			{ID: 30682001, CompanyID: 500, FirstName: "Dana", LastName: "Reyes", Email: "dana.reyes@pinecrest-vet.example"},
+			{ID: 30682002, CompanyID: 501, FirstName: "Sam", LastName: "Lee", Email: "sam.lee@acme.example"},
 		},
 		Resources: []Resource{
 			{ID: 29682885, UserName: "jdoe", Email: "jdoe@pinecrest-msp.example", FirstName: "Jane", LastName: "Doe"},
@@ -156,6 +181,11 @@ func DefaultConfig() Config {
 			"ticketCategory": {
 				{Value: "3", Label: "Standard", Default: true},
 				{Value: "4", Label: "Alert"},
+			},
+			"billingCodeID": {
+				{Value: "29682801", Label: "Remote Support"},
+				{Value: "29682802", Label: "Monitoring"},
+				{Value: "29682803", Label: "Onsite (retired)", Inactive: true},
 			},
 		},
 		NotePicklists: map[string][]PicklistValue{
@@ -278,6 +308,10 @@ func Start(cfg Config) *Server {
 	// do not race.
 	cfg.Companies = slices.Clone(cfg.Companies)
 	cfg.Resources = slices.Clone(cfg.Resources)
+	cfg.Contacts = slices.Clone(cfg.Contacts)
+	cfg.UDFs = slices.Clone(cfg.UDFs)
+	cfg.RequiredTicketFields = slices.Clone(cfg.RequiredTicketFields)
+	cfg.FieldLengths = maps.Clone(cfg.FieldLengths)
 	cfg.TicketPicklists = clonePicklists(cfg.TicketPicklists)
 	cfg.NotePicklists = clonePicklists(cfg.NotePicklists)
 	cfg.AttachmentPublish = slices.Clone(cfg.AttachmentPublish)
@@ -477,6 +511,38 @@ func (s *Server) AddTicketPicklistValue(field string, v PicklistValue) {
 	s.mu.Unlock()
 }
 
+// SetPicklistActive marks a value of a ticket or note picklist ("queueID",
+// "publish" ...) active or inactive, as an admin retiring a value does.
+func (s *Server) SetPicklistActive(field, value string, active bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, lists := range []map[string][]PicklistValue{s.cfg.TicketPicklists, s.cfg.NotePicklists} {
+		for i := range lists[field] {
+			if lists[field][i].Value == value {
+				lists[field][i].Inactive = !active
+			}
+		}
+	}
+}
+
+// SetReadOnly switches the API user between read-only and full access.
+func (s *Server) SetReadOnly(ro bool) {
+	s.mu.Lock()
+	s.cfg.ReadOnly = ro
+	s.mu.Unlock()
+}
+
+// requiredTicketLocked is the tenant's extra required ticket fields.
+func (s *Server) requiredTicketLocked() map[string]bool {
+	req := map[string]bool{"queueID": s.cfg.RequireQueue}
+	for _, f := range s.cfg.RequiredTicketFields {
+		if spec, ok := ticketEntity.field(f); ok {
+			req[spec.Name] = true
+		}
+	}
+	return req
+}
+
 // SetCompanies replaces the companies of the tenant.
 func (s *Server) SetCompanies(cs []Company) {
 	s.mu.Lock()
@@ -523,6 +589,10 @@ func (s *Server) ticketLocked(id int64) Ticket {
 		AssignedResourceRoleID: r.int("assignedResourceRoleID"), Resolution: r.str("resolution"),
 		DueDateTime: r.time("dueDateTime"), CreateDate: r.time("createDate"),
 		CompletedDate: r.time("completedDate"), LastActivityDate: r.time("lastActivityDate"),
+		BillingCodeID: int(r.int("billingCodeID")),
+	}
+	if u, ok := r["userDefinedFields"].(map[string]string); ok {
+		t.UDFs = maps.Clone(u)
 	}
 	for _, nid := range sortedIDs(s.notes) {
 		n := s.notes[nid]

@@ -81,7 +81,7 @@ func (c *client) expect(method, path, body string, status int, contains string) 
 	return b
 }
 
-const minimal = `{"companyID":500,"title":"Test","status":1,"priority":2,"queueID":29683482}`
+const minimal = `{"companyID":500,"title":"Test","status":1,"priority":2,"queueID":29683482,"dueDateTime":"2026-03-01T00:00:00Z"}`
 
 func TestZoneDiscovery(t *testing.T) {
 	c := start(t, nil)
@@ -189,7 +189,7 @@ func TestTicketValidation(t *testing.T) {
 		c.expect("POST", "Tickets", tt.body, 500, tt.want)
 	}
 	// Property names are case-insensitive, like the official samples.
-	c.expect("POST", "Tickets", `{"CompanyID":500,"Title":"`+strings.Repeat("ö", 255)+`","Status":1,"Priority":2,"QueueID":29683482}`, 200, "itemId")
+	c.expect("POST", "Tickets", `{"CompanyID":500,"Title":"`+strings.Repeat("ö", 255)+`","Status":1,"Priority":2,"QueueID":29683482,"DueDateTime":"2026-03-01T00:00:00"}`, 200, "itemId")
 	if n := len(c.fk.Tickets()); n != 1 {
 		t.Errorf("%d tickets stored, want 1", n)
 	}

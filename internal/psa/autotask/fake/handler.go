@@ -332,9 +332,23 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte, segs
 		return false
 	}
 	n := len(segs)
+	s.mu.Lock()
+	ro := s.cfg.ReadOnly
+	s.mu.Unlock()
+	if ro && m != http.MethodGet && !(n >= 2 && segs[1] == "query") {
+		// The message Autotask gives a security level without the right
+		// (the same wording as its other permission refusals).
+		writeErrors(w, http.StatusForbidden, "The logged in Resource does not have the adequate permissions to perform this operation.")
+		return
+	}
 	switch segs[0] {
 	case "version":
-		if n == 1 && is(http.MethodGet) {
+		s.mu.Lock()
+		noVersion := s.cfg.NoVersion
+		s.mu.Unlock()
+		if noVersion {
+			notFound(w)
+		} else if n == 1 && is(http.MethodGet) {
 			writeJSON(w, http.StatusOK, map[string]any{"majorVersion": 2025, "minorVersion": 1, "build": 42, "customerType": "Production"})
 		} else if n != 1 {
 			notFound(w)
@@ -371,11 +385,19 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte, segs
 				}})
 			} else if n == 3 && segs[2] == "fields" && is(http.MethodGet) {
 				s.mu.Lock()
-				fi := fieldInfos(ticketEntity, s.cfg.TicketPicklists, map[string]bool{"queueID": s.cfg.RequireQueue})
+				fi := fieldInfos(ticketEntity, s.cfg.TicketPicklists, s.requiredTicketLocked(), s.cfg.FieldLengths)
 				s.mu.Unlock()
 				writeJSON(w, http.StatusOK, map[string]any{"fields": fi})
 			} else if n == 3 && segs[2] == "userdefinedfields" && is(http.MethodGet) {
-				writeJSON(w, http.StatusOK, map[string]any{"fields": []any{}})
+				s.mu.Lock()
+				udfs := []map[string]any{}
+				for _, u := range s.cfg.UDFs {
+					udfs = append(udfs, map[string]any{"name": u.Name, "label": u.Name, "type": "string",
+						"dataType": "string", "length": u.Length, "isRequired": u.Required, "isActive": true,
+						"isPickList": false, "picklistValues": nil})
+				}
+				s.mu.Unlock()
+				writeJSON(w, http.StatusOK, map[string]any{"fields": udfs})
 			} else if n > 3 || (n == 3 && segs[2] != "fields" && segs[2] != "userdefinedfields") {
 				notFound(w)
 			}
@@ -425,12 +447,32 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte, segs
 		case n == 3 && segs[1] == "entityinformation" && segs[2] == "fields":
 			if is(http.MethodGet) {
 				s.mu.Lock()
-				fi := fieldInfos(noteEntity, s.cfg.NotePicklists, map[string]bool{"title": s.cfg.RequireNoteTitle})
+				fi := fieldInfos(noteEntity, s.cfg.NotePicklists, map[string]bool{"title": s.cfg.RequireNoteTitle}, nil)
 				s.mu.Unlock()
 				writeJSON(w, http.StatusOK, map[string]any{"fields": fi})
 			}
 		default:
 			// Notes are created under their ticket only.
+			notFound(w)
+		}
+		return
+	case "ticketattachments":
+		if n == 3 && segs[1] == "entityinformation" && segs[2] == "fields" {
+			if is(http.MethodGet) {
+				s.mu.Lock()
+				fi := fieldInfos(attachmentEntity, map[string][]PicklistValue{"publish": s.cfg.AttachmentPublish}, nil, nil)
+				s.mu.Unlock()
+				writeJSON(w, http.StatusOK, map[string]any{"fields": fi})
+			}
+		} else {
+			// Attachments are created under their ticket only.
+			notFound(w)
+		}
+		return
+	case "contacts":
+		if n >= 2 && segs[1] == "query" {
+			s.queryRoute(w, r, body, "contacts", segs[2:])
+		} else {
 			notFound(w)
 		}
 		return

@@ -507,6 +507,8 @@ func entityPath(ent string) string {
 		return "Companies"
 	case "resources":
 		return "Resources"
+	case "contacts":
+		return "Contacts"
 	}
 	return ent
 }

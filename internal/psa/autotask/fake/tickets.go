@@ -29,6 +29,26 @@ func parseProps(e *entity, body []byte) (props, int64, string) {
 	out := props{}
 	var id int64
 	for k, v := range raw {
+		if e == ticketEntity && strings.EqualFold(k, "userDefinedFields") {
+			var udfs []struct {
+				Name  *string `json:"name"`
+				Value *string `json:"value"`
+			}
+			if err := json.Unmarshal(v, &udfs); err != nil {
+				return nil, 0, "Unable to convert value for field userDefinedFields: an array of {name, value} is required."
+			}
+			m := map[string]string{}
+			for _, u := range udfs {
+				if u.Name == nil {
+					return nil, 0, "Missing required field: name (userDefinedFields)."
+				}
+				if u.Value != nil {
+					m[*u.Name] = *u.Value
+				}
+			}
+			out["userDefinedFields"] = m
+			continue
+		}
 		f, ok := e.field(k)
 		if !ok {
 			return nil, 0, fmt.Sprintf("The property '%s' does not exist on the %s entity.", k, e.Name)
@@ -85,8 +105,12 @@ func (s *Server) validateLocked(e *entity, rec record, changed props, required m
 		if _, ch := changed[f.Name]; !ch || !present {
 			continue
 		}
-		if str, ok := v.(string); ok && f.Length > 0 && utf16Len(str) > f.Length {
-			return fmt.Sprintf("Value for field %s exceeds the maximum length of %d characters.", f.Name, f.Length)
+		length := f.Length
+		if l, ok := s.cfg.FieldLengths[f.Name]; ok && e == ticketEntity {
+			length = l
+		}
+		if str, ok := v.(string); ok && length > 0 && utf16Len(str) > length {
+			return fmt.Sprintf("Value for field %s exceeds the maximum length of %d characters.", f.Name, length)
 		}
 	}
 	lists := s.picklistsFor(e)
@@ -156,11 +180,60 @@ func (s *Server) validateTicketRefsLocked(rec record, changed props) string {
 			return "Reference value on field: assignedResourceID of type: Resource does not exist or is invalid."
 		}
 	}
-	// The fake models no contacts, configuration items or billing codes.
-	for _, f := range []string{"contactID", "configurationItemID", "billingCodeID"} {
+	if _, ch := changed["contactID"]; ch && rec["contactID"] != nil {
+		found := false
+		for _, c := range s.cfg.Contacts {
+			if c.ID == rec.int("contactID") && c.CompanyID == rec.int("companyID") {
+				found = true
+			}
+		}
+		if !found {
+			return "Reference value on field: contactID of type: Contact does not exist or is invalid."
+		}
+	}
+	// The fake models no configuration items.
+	for _, f := range []string{"configurationItemID"} {
 		if _, ch := changed[f]; ch && rec[f] != nil {
 			spec, _ := ticketEntity.field(f)
 			return fmt.Sprintf("Reference value on field: %s of type: %s does not exist or is invalid.", f, spec.Ref)
+		}
+	}
+	return ""
+}
+
+// validateUDFsLocked checks the user-defined fields of a ticket: names
+// must exist, lengths hold, and required ones be set on create.
+func (s *Server) validateUDFsLocked(rec record, create bool) string {
+	got, _ := rec["userDefinedFields"].(map[string]string)
+	for name, v := range got {
+		var def *UDF
+		for i := range s.cfg.UDFs {
+			if strings.EqualFold(s.cfg.UDFs[i].Name, name) {
+				def = &s.cfg.UDFs[i]
+			}
+		}
+		if def == nil {
+			return fmt.Sprintf("User defined field %s does not exist.", name)
+		}
+		if def.Length > 0 && utf16Len(v) > def.Length {
+			return fmt.Sprintf("Value for user defined field %s exceeds the maximum length of %d characters.", def.Name, def.Length)
+		}
+	}
+	if !create {
+		return ""
+	}
+	for _, u := range s.cfg.UDFs {
+		if !u.Required {
+			continue
+		}
+		set := false
+		for name, v := range got {
+			if strings.EqualFold(name, u.Name) && v != "" {
+				set = true
+			}
+		}
+		if !set {
+			return fmt.Sprintf("User defined field %s is required.", u.Name)
 		}
 	}
 	return ""
@@ -231,12 +304,24 @@ func (s *Server) writeTicket(w http.ResponseWriter, method string, body []byte) 
 			changed[k] = v
 		}
 	}
-	if m := s.validateLocked(ticketEntity, rec, changed, map[string]bool{"queueID": s.cfg.RequireQueue}); m != "" {
+	if m := s.validateLocked(ticketEntity, rec, changed, s.requiredTicketLocked()); m != "" {
+		writeErrors(w, http.StatusInternalServerError, m)
+		return
+	}
+	if m := s.validateUDFsLocked(rec, method == http.MethodPost); m != "" {
 		writeErrors(w, http.StatusInternalServerError, m)
 		return
 	}
 	if m := s.validateTicketRefsLocked(rec, changed); m != "" {
 		writeErrors(w, http.StatusInternalServerError, m)
+		return
+	}
+	if method == http.MethodPost && rec["dueDateTime"] == nil {
+		// The real API refuses a ticket without a due date unless the
+		// category defaults one, although the metadata does not mark the
+		// field required (WYRE-AI/autotask-mcp pull request #288). The
+		// fake models a tenant whose categories default none: always.
+		writeErrors(w, http.StatusInternalServerError, "dueDateTime is required.; on record number [0].")
 		return
 	}
 	if method == http.MethodPost {
@@ -537,6 +622,13 @@ func (s *Server) rowsLocked(ent string) (*entity, []record) {
 		}
 		sortRecords(out)
 		return companyEntity, out
+	case "contacts":
+		for _, c := range s.cfg.Contacts {
+			out = append(out, record{"id": c.ID, "companyID": c.CompanyID, "firstName": c.FirstName,
+				"lastName": c.LastName, "emailAddress": c.Email, "isActive": int64(1)})
+		}
+		sortRecords(out)
+		return contactEntity, out
 	case "resources":
 		for _, r := range s.cfg.Resources {
 			out = append(out, resourceRecord(r))

@@ -27,6 +27,22 @@ type Company struct {
 	WebAddress string
 }
 
+// Contact is a row of the Contacts entity: a person at a company.
+type Contact struct {
+	ID        int64
+	CompanyID int64
+	FirstName string
+	LastName  string
+	Email     string
+}
+
+// UDF is a ticket user-defined field of the tenant.
+type UDF struct {
+	Name     string
+	Required bool
+	Length   int // 0: no limit
+}
+
 // Resource is a row of the Resources entity.
 type Resource struct {
 	ID        int64
@@ -63,6 +79,8 @@ type Ticket struct {
 	CreateDate             time.Time
 	CompletedDate          time.Time
 	LastActivityDate       time.Time
+	BillingCodeID          int
+	UDFs                   map[string]string // userDefinedFields by name
 
 	Notes       []Note
 	Attachments []Attachment
