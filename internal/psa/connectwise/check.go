@@ -212,6 +212,34 @@ func (p *Provider) Test(ctx context.Context, s psa.Settings, out io.Writer) erro
 		}
 	}
 
+	// The ticket address and location.
+	addrErrs := cfg.checkAddress()
+	for _, e := range addrErrs {
+		r.fail("address", e)
+	}
+	var addr []string
+	for _, f := range cfg.addressFields() {
+		if f.value != "" {
+			addr = append(addr, f.field+"="+strconv.Quote(f.value))
+		}
+	}
+	if len(addrErrs) == 0 && len(addr) > 0 {
+		r.ok("address", strings.Join(addr, " "))
+	}
+	for _, x := range []struct {
+		step, value string
+		resolve     func(context.Context) (entity, error)
+	}{{"country", cfg.country, cl.resolveCountry}, {"location", cfg.location, cl.resolveLocation}} {
+		if x.value == "" {
+			continue
+		}
+		if e, err := x.resolve(ctx); err != nil {
+			r.fail(x.step, err)
+		} else {
+			r.ok(x.step, fmt.Sprintf("%s = #%d", e.Name, e.ID))
+		}
+	}
+
 	if cfg.priority == "" {
 		r.skip("priority", "not set: ConnectWise uses its default priority")
 	} else if pr, err := cl.resolvePriority(ctx); err != nil {
@@ -222,8 +250,9 @@ func (p *Provider) Test(ctx context.Context, s psa.Settings, out io.Writer) erro
 	return r.finish()
 }
 
+
 // LookupKinds are the kinds Lookup lists.
-var LookupKinds = []string{"boards", "statuses", "types", "subtypes", "items", "priorities", "companies", "contacts"}
+var LookupKinds = []string{"boards", "statuses", "types", "subtypes", "items", "priorities", "companies", "contacts", "countries", "locations"}
 
 // Lookup lists values an admin may put in the settings. statuses, types,
 // subtypes and items are those of the configured board; contacts are those
@@ -250,6 +279,10 @@ func (p *Provider) Lookup(ctx context.Context, s psa.Settings, what string) ([]p
 		if kind == "statuses" {
 			slices.SortStableFunc(rows, func(a, b entity) int { return cmp.Compare(a.SortOrder, b.SortOrder) })
 		}
+	case "countries":
+		rows, err = getAll[entity](ctx, cl, "/company/countries", nil)
+	case "locations":
+		rows, err = getAll[entity](ctx, cl, "/system/locations", nil)
 	case "priorities":
 		rows, err = getAll[entity](ctx, cl, "/service/priorities", nil)
 		slices.SortStableFunc(rows, func(a, b entity) int { return cmp.Compare(a.SortOrder, b.SortOrder) })

@@ -37,6 +37,10 @@ type config struct {
 
 	company, board, status, typ, subtype, item, priority, contact, closedStatus string
 
+	// The ticket's address and location (x360Recover Manager's client
+	// settings have them). country and location are names or ids.
+	addressLine1, addressLine2, city, state, zip, country, location string
+
 	timeout time.Duration
 	raw     psa.Settings // for scrubbing secrets out of text
 }
@@ -154,6 +158,13 @@ func parseConfig(s psa.Settings) (*config, []error) {
 		priority:     get("priority"),
 		contact:      get("contact"),
 		closedStatus: get("closed_status"),
+		addressLine1: get("address_line1"),
+		addressLine2: get("address_line2"),
+		city:         get("city"),
+		state:        get("state"),
+		zip:          get("zip"),
+		country:      get("country"),
+		location:     get("location"),
 		timeout:      defaultTimeout,
 		raw:          s,
 	}
@@ -243,4 +254,34 @@ func (c *config) where() string {
 // server, login company and API member share discovery and name caches.
 func (c *config) connKey() string {
 	return c.endpoint + "\x00" + c.site + "\x00" + strings.ToLower(c.companyID) + "\x00" + c.publicKey
+}
+
+// addressFields are the free-text address settings with the ticket field
+// each fills and its length (Ticket model: addressLine1, addressLine2, city
+// and stateIdentifier max 50, zip max 12; Jetbuilt/connect_wise
+// docs/Ticket.md, generated from ConnectWise's OpenAPI document).
+func (c *config) addressFields() []addressField {
+	return []addressField{
+		{"connectwise.address_line1", "addressLine1", c.addressLine1, 50},
+		{"connectwise.address_line2", "addressLine2", c.addressLine2, 50},
+		{"connectwise.city", "city", c.city, 50},
+		{"connectwise.state", "stateIdentifier", c.state, 50},
+		{"connectwise.zip", "zip", c.zip, 12},
+	}
+}
+
+type addressField struct {
+	setting, field, value string
+	max                   int
+}
+
+// checkAddress reports address settings longer than ConnectWise keeps.
+func (c *config) checkAddress() []error {
+	var errs []error
+	for _, f := range c.addressFields() {
+		if n := utf16Len(f.value); n > f.max {
+			errs = append(errs, fmt.Errorf("%s is %d characters; ConnectWise's ticket field %s takes at most %d", f.setting, n, f.field, f.max))
+		}
+	}
+	return errs
 }

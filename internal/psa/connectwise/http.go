@@ -288,6 +288,9 @@ var settingOfField = map[string]string{
 	"company": "connectwise.company", "board": "connectwise.board", "status": "connectwise.status",
 	"type": "connectwise.type", "subtype": "connectwise.subtype", "item": "connectwise.item",
 	"priority": "connectwise.priority", "contact": "connectwise.contact",
+	"addressline1": "connectwise.address_line1", "addressline2": "connectwise.address_line2",
+	"city": "connectwise.city", "stateidentifier": "connectwise.state", "zip": "connectwise.zip",
+	"country": "connectwise.country", "location": "connectwise.location",
 }
 
 // httpErr classifies a non-2xx answer.
@@ -335,6 +338,7 @@ func (c *call) httpErr(method, path string, resp *response) error {
 		msg = "rate limited by ConnectWise: " + msg
 	case st >= 500 || st == http.StatusRequestTimeout:
 		e.Kind = psa.Transient
+		e.Reason = psa.ReasonServer
 		e.RetryAfter = psa.ParseRetryAfter(resp.header.Get("Retry-After"), c.p.now())
 	case st == http.StatusUnauthorized:
 		e.Kind = psa.Auth
@@ -342,13 +346,19 @@ func (c *call) httpErr(method, path string, resp *response) error {
 			c.cfg.companyID))
 	case st == http.StatusForbidden:
 		e.Kind = psa.Auth
+		e.Reason = psa.ReasonPermission
 		msg = addHint(msg, "the API member's security role lacks "+permissionFor(c.op, method, path)+
 			" (System > Security Roles; the API member's role)")
 	case st == http.StatusBadRequest && strings.Contains(strings.ToLower(msg), "clientid"):
 		e.Kind = psa.Auth
 		msg = addHint(msg, "check connectwise.client_id (register a clientId at developer.connectwise.com)")
 	case st == http.StatusBadRequest:
+		// {"code":"InvalidObject","message":"ticket object is invalid",
+		// "errors":[{"code":"MissingRequiredField","message":...,
+		// "resource":"ticket","field":...}]} (christaylorcodes/
+		// ConnectWiseManageAPI issue #30): a validation error.
 		e.Kind = psa.Permanent
+		e.Reason = psa.ReasonValidation
 		e.Field = field
 		top, _, _ := strings.Cut(strings.ToLower(field), "/")
 		if s, ok := settingOfField[top]; ok {

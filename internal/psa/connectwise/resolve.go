@@ -343,6 +343,18 @@ func firstBySort(rows []entity, keep func(entity) bool) (entity, bool) {
 // left for ConnectWise to default.
 type ticketRefs struct {
 	Company, Board, Status, Type, SubType, Item, Priority, Contact *idRef
+	Country, Location                                              *idRef
+}
+
+// resolveCountry resolves connectwise.country (a name or an id).
+func (c *call) resolveCountry(ctx context.Context) (entity, error) {
+	return c.resolveIn(ctx, "connectwise.country", c.cfg.country, "countries", "/company/countries", nil)
+}
+
+// resolveLocation resolves connectwise.location, the MSP's location
+// (territory) a ticket belongs to.
+func (c *call) resolveLocation(ctx context.Context) (entity, error) {
+	return c.resolveIn(ctx, "connectwise.location", c.cfg.location, "locations", "/system/locations", nil)
 }
 
 // resolveTicket resolves every configured name of a new ticket.
@@ -397,6 +409,20 @@ func (c *call) resolveTicket(ctx context.Context) (ticketRefs, error) {
 			return r, err
 		}
 		r.Contact = &idRef{ct.ID}
+	}
+	if c.cfg.country != "" {
+		e, err := c.resolveCountry(ctx)
+		if err != nil {
+			return r, err
+		}
+		r.Country = &idRef{e.ID}
+	}
+	if c.cfg.location != "" {
+		e, err := c.resolveLocation(ctx)
+		if err != nil {
+			return r, err
+		}
+		r.Location = &idRef{e.ID}
 	}
 	return r, nil
 }

@@ -72,6 +72,13 @@ type ticketBody struct {
 	Item                 *idRef `json:"item,omitempty"`
 	Priority             *idRef `json:"priority,omitempty"`
 	Contact              *idRef `json:"contact,omitempty"`
+	AddressLine1         string `json:"addressLine1,omitempty"`
+	AddressLine2         string `json:"addressLine2,omitempty"`
+	City                 string `json:"city,omitempty"`
+	StateIdentifier      string `json:"stateIdentifier,omitempty"`
+	Zip                  string `json:"zip,omitempty"`
+	Country              *idRef `json:"country,omitempty"`
+	Location             *idRef `json:"location,omitempty"`
 	InitialDescription   string `json:"initialDescription,omitempty"`
 	ExternalXRef         string `json:"externalXRef,omitempty"`
 	ProcessNotifications bool   `json:"processNotifications"`
@@ -129,6 +136,11 @@ func (p *Provider) Create(ctx context.Context, c psa.Call, t psa.Ticket) (psa.Ti
 			return psa.TicketRef{Provider: Name, ID: strconv.Itoa(id)}, nil
 		}
 	}
+	if errs := cl.cfg.checkAddress(); len(errs) > 0 {
+		e := cl.errorf(psa.Permanent, errs[0].Error())
+		e.Reason = psa.ReasonValidation
+		return psa.TicketRef{}, e
+	}
 	refs, err := cl.resolveTicket(ctx)
 	if err != nil {
 		return psa.TicketRef{}, err
@@ -144,6 +156,13 @@ func (p *Provider) Create(ctx context.Context, c psa.Call, t psa.Ticket) (psa.Ti
 		Item:               refs.Item,
 		Priority:           refs.Priority,
 		Contact:            refs.Contact,
+		AddressLine1:       sanitize.Line(cl.cfg.addressLine1),
+		AddressLine2:       sanitize.Line(cl.cfg.addressLine2),
+		City:               sanitize.Line(cl.cfg.city),
+		StateIdentifier:    sanitize.Line(cl.cfg.state),
+		Zip:                sanitize.Line(cl.cfg.zip),
+		Country:            refs.Country,
+		Location:           refs.Location,
 		InitialDescription: sanitize.Text(t.Description),
 		ExternalXRef:       xref,
 		// A new alert ticket should reach the team like any other new

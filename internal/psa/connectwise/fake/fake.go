@@ -70,6 +70,15 @@ type Config struct {
 	MaxDocumentBytes int
 	// Now is the clock for dateEntered, closedDate ... (default time.Now).
 	Now func() time.Time
+
+	// Countries (/company/countries) and Locations (/system/locations, the
+	// MSP's territories) a ticket's country and location refer to.
+	Countries []Named
+	Locations []Named
+	// ReadOnlyMember makes the API member's security role read-only:
+	// every POST, PATCH, PUT or DELETE answers 403 while reads work (a
+	// common mistake that a read-only connection test does not catch).
+	ReadOnlyMember bool
 }
 
 // Company is a customer company (ticket "company").
@@ -100,6 +109,12 @@ type Board struct {
 	Types    []Named
 	SubTypes []Named
 	Items    []Named
+	// Required are ticket fields this board requires on create ("type",
+	// "subType", "item", "contact", "addressLine1", "city", "zip",
+	// "country", "location" ...), as board and workflow setups make them:
+	// a create without one is refused with MissingRequiredField. The API
+	// does not publish this list, so a client learns it only by the 400.
+	Required []string
 }
 
 // Status is a board status.
@@ -192,6 +207,8 @@ func DefaultConfig() Config {
 				Types: []Named{{ID: 231, Name: "Backup"}},
 			},
 		},
+		Countries: []Named{{ID: 1, Name: "United States"}, {ID: 2, Name: "Canada"}, {ID: 3, Name: "United Kingdom"}},
+		Locations: []Named{{ID: 2, Name: "Tampa Office"}, {ID: 3, Name: "Remote"}, {ID: 9, Name: "Closed Branch", Inactive: true}},
 		Priorities: []Priority{
 			{ID: 1, Name: "Priority 1 - Emergency Response", SortOrder: 1},
 			{ID: 2, Name: "Priority 2 - Quick Response", SortOrder: 2},
@@ -214,6 +231,13 @@ type Ticket struct {
 	ItemID             int
 	PriorityID         int
 	ContactID          int
+	AddressLine1       string
+	AddressLine2       string
+	City               string
+	StateIdentifier    string
+	Zip                string
+	CountryID          int
+	LocationID         int
 	ExternalXRef       string
 	InitialDescription string
 	// ProcessNotifications is the value the client sent (nil: not sent).
@@ -447,6 +471,24 @@ func (s *Server) SetCodebase(codebase string) {
 	s.mu.Lock()
 	s.codebase = codebase
 	s.mu.Unlock()
+}
+
+// SetReadOnlyMember switches the API member between read-only and full access.
+func (s *Server) SetReadOnlyMember(ro bool) {
+	s.mu.Lock()
+	s.cfg.ReadOnlyMember = ro
+	s.mu.Unlock()
+}
+
+// SetBoardRequired sets the fields board id requires on create.
+func (s *Server) SetBoardRequired(board int, fields ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.cfg.Boards {
+		if s.cfg.Boards[i].ID == board {
+			s.cfg.Boards[i].Required = slices.Clone(fields)
+		}
+	}
 }
 
 // Inject adds a fault for the next f.Times matching requests. Faults are

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strconv"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf16"
@@ -231,6 +232,13 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, body []byte, inA
 		writeErr(w, http.StatusNotAcceptable, "NotAcceptable", "The Accept header names no media type or version this server supports.")
 		return
 	}
+	s.mu.Lock()
+	ro := s.cfg.ReadOnlyMember
+	s.mu.Unlock()
+	if ro && r.Method != http.MethodGet {
+		writeErr(w, http.StatusForbidden, "Forbidden", "You do not have permission to perform this action.")
+		return
+	}
 	r2 := r.Clone(r.Context())
 	r2.URL.Path, r2.URL.RawPath = apiPath, ""
 	r2.Body = io.NopCloser(bytes.NewReader(body))
@@ -262,6 +270,8 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("GET /company/companies", s.listCompanies(false))
 	m.HandleFunc("GET /company/companies/count", s.listCompanies(true))
 	m.HandleFunc("GET /company/companies/{id}", s.getCompany)
+	m.HandleFunc("GET /company/countries", s.listNamed(func() []Named { return s.cfg.Countries }))
+	m.HandleFunc("GET /system/locations", s.listNamed(func() []Named { return s.cfg.Locations }))
 	m.HandleFunc("GET /company/contacts", s.listContacts(false))
 	m.HandleFunc("GET /company/contacts/count", s.listContacts(true))
 
@@ -490,6 +500,20 @@ func (s *Server) listBoardSub(count bool) http.HandlerFunc {
 	}
 }
 
+// listNamed lists countries or locations: {id, name, inactiveFlag}.
+func (s *Server) listNamed(rows func() []Named) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		list := slices.Clone(rows())
+		s.mu.Unlock()
+		var items []map[string]any
+		for _, n := range list {
+			items = append(items, map[string]any{"id": n.ID, "name": n.Name, "inactiveFlag": n.Inactive, "_info": map[string]any{}})
+		}
+		s.list(w, r, items, false)
+	}
+}
+
 func (s *Server) listPriorities(count bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var items []map[string]any
@@ -620,6 +644,8 @@ type ticketIn struct {
 	City                  *string `json:"city"`
 	StateIdentifier       *string `json:"stateIdentifier"`
 	Zip                   *string `json:"zip"`
+	Country               *refIn  `json:"country"`
+	Location              *refIn  `json:"location"`
 	PoNumber              *string `json:"poNumber"`
 	AutomaticEmailCc      *string `json:"automaticEmailCc"`
 }
@@ -779,6 +805,47 @@ func (s *Server) createTicket(w http.ResponseWriter, r *http.Request) {
 			notFound("contact/id", fmt.Sprintf("Contact %d not found for Company %d", c.ID, company.ID))
 		default:
 			t.ContactID = c.ID
+		}
+	}
+	for _, x := range []struct {
+		v   *string
+		out *string
+	}{{in.AddressLine1, &t.AddressLine1}, {in.AddressLine2, &t.AddressLine2}, {in.City, &t.City}, {in.StateIdentifier, &t.StateIdentifier}, {in.Zip, &t.Zip}} {
+		if x.v != nil {
+			*x.out = *x.v
+		}
+	}
+	for _, x := range []struct {
+		in    *refIn
+		list  []Named
+		field string
+		what  string
+		out   *int
+	}{
+		{in.Country, s.cfg.Countries, "country/id", "Country", &t.CountryID},
+		{in.Location, s.cfg.Locations, "location/id", "Location", &t.LocationID},
+	} {
+		if x.in == nil {
+			continue
+		}
+		if n := findNamed(x.list, x.in); n == nil || n.Inactive {
+			notFound(x.field, fmt.Sprintf("%s %s not found", x.what, x.in.describe()))
+		} else {
+			*x.out = n.ID
+		}
+	}
+	if board != nil {
+		set := map[string]bool{
+			"type": t.TypeID != 0, "subtype": t.SubTypeID != 0, "item": t.ItemID != 0, "contact": t.ContactID != 0,
+			"addressline1": t.AddressLine1 != "", "addressline2": t.AddressLine2 != "", "city": t.City != "",
+			"stateidentifier": t.StateIdentifier != "", "zip": t.Zip != "", "country": t.CountryID != 0,
+			"location": t.LocationID != 0, "status": true, "priority": true,
+		}
+		for _, f := range board.Required {
+			if !set[strings.ToLower(f)] {
+				errs = append(errs, apiError{Code: "MissingRequiredField", Field: f,
+					Message: fmt.Sprintf("%s is required for Service Board %d.", f, board.ID)})
+			}
 		}
 	}
 	if len(errs) > 0 {
@@ -1126,6 +1193,19 @@ func (s *Server) ticketJSON(t *Ticket) map[string]any {
 	}
 	if c := s.contact(t.ContactID); c != nil {
 		m["contact"] = ref(c.ID, strings.TrimSpace(c.FirstName+" "+c.LastName))
+	}
+	m["addressLine1"], m["addressLine2"], m["city"] = nilIfEmpty(t.AddressLine1), nilIfEmpty(t.AddressLine2), nilIfEmpty(t.City)
+	m["stateIdentifier"], m["zip"] = nilIfEmpty(t.StateIdentifier), nilIfEmpty(t.Zip)
+	m["country"], m["location"] = nil, nil
+	for _, n := range s.cfg.Countries {
+		if n.ID == t.CountryID {
+			m["country"] = ref(n.ID, n.Name)
+		}
+	}
+	for _, n := range s.cfg.Locations {
+		if n.ID == t.LocationID {
+			m["location"] = ref(n.ID, n.Name)
+		}
 	}
 	last := t.DateEntered
 	if t.ClosedDate.After(last) {
