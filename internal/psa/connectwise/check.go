@@ -250,7 +250,6 @@ func (p *Provider) Test(ctx context.Context, s psa.Settings, out io.Writer) erro
 	return r.finish()
 }
 
-
 // LookupKinds are the kinds Lookup lists.
 var LookupKinds = []string{"boards", "statuses", "types", "subtypes", "items", "priorities", "companies", "contacts", "countries", "locations"}
 
