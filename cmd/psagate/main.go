@@ -19,7 +19,11 @@ Usage:
   psagate check     -config FILE                validate the config and every rule file
   psagate try       -config FILE [-json] [-explain] [-state DB] [-from ADDR] [-rcpt ADDR] MSG.eml...
                                                 dry run: what the gateway would do with these messages
-  psagate psa test  -config FILE [-client NAME] test the PSA connection ("Test It")
+  psagate psa test  -config FILE [-client NAME] [-live]
+                                                test the PSA connection ("Test It") for the org, every client
+                                                and device override; -live also writes a test ticket
+  psagate psa fake  connectwise|autotask [-listen ADDR]
+                                                run a fake PSA and print the config for it (rehearsal)
   psagate psa lookup -config FILE [-client NAME] WHAT
                                                 list PSA values (boards, statuses, types, subtypes, priorities,
                                                 companies, contacts / queues, issue_types, ...)

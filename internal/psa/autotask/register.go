@@ -20,7 +20,7 @@ func init() {
 		},
 		// note_publish may be a table by kind of note; fields (the
 		// tenant's user-defined fields) is one, by field name.
-		Tables: map[string][]string{"note_publish": psa.NotePurposes, "fields": nil},
+		Tables:  map[string][]string{"note_publish": psa.NotePurposes, "fields": nil},
 		Secrets: []string{"secret", "integration_code"},
 		// company_id is the ticket's company here, so a rule may set it.
 		Connection: []string{"username", "zone_url"},

@@ -27,6 +27,7 @@ package fake
 
 import (
 	"maps"
+	"net"
 	"net/http/httptest"
 	"slices"
 	"sort"
@@ -256,8 +257,37 @@ type upload struct {
 	bytes int
 }
 
+// Listen is Start with the discovery listener on addr ("127.0.0.1:18082"),
+// for demos and manual runs where the zone_url must be known in advance;
+// the zone listener takes a free port on the same host.
+func Listen(addr string, cfg Config) (*Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := start(cfg, false)
+	s.disc = httptest.NewUnstartedServer(s.handler("discovery", -1))
+	s.disc.Listener.Close()
+	s.disc.Listener = l
+	s.disc.Start()
+	host, _, _ := net.SplitHostPort(l.Addr().String())
+	zl, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		s.disc.Close()
+		return nil, err
+	}
+	z := httptest.NewUnstartedServer(s.handler("zone", 0))
+	z.Listener.Close()
+	z.Listener = zl
+	z.Start()
+	s.zones = []*httptest.Server{z}
+	return s, nil
+}
+
 // Start starts the discovery and zone listeners on 127.0.0.1.
-func Start(cfg Config) *Server {
+func Start(cfg Config) *Server { return start(cfg, true) }
+
+func start(cfg Config, listen bool) *Server {
 	d := DefaultConfig()
 	if cfg.ZoneName == "" {
 		cfg.ZoneName = d.ZoneName
@@ -334,8 +364,10 @@ func Start(cfg Config) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.disc = httptest.NewServer(s.handler("discovery", -1))
-	s.zones = []*httptest.Server{httptest.NewServer(s.handler("zone", 0))}
+	if listen {
+		s.disc = httptest.NewServer(s.handler("discovery", -1))
+		s.zones = []*httptest.Server{httptest.NewServer(s.handler("zone", 0))}
+	}
 	return s
 }
 
