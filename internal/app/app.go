@@ -161,6 +161,7 @@ func Start(ctx context.Context, cfgPath string, o Options) (*App, error) {
 		db.Close()
 		return nil, err
 	}
+	a.smtp.SetOnRefuse(func(r smtpd.Refusal) { a.Gateway.Refused(r.Reason, r.RemoteIP, r.From, r.Rcpt, r.Reply) })
 	a.smtpLn, err = a.smtp.Listen()
 	if err != nil {
 		db.Close()

@@ -176,3 +176,55 @@ func TestQuarantineReleaseAndCap(t *testing.T) {
 		t.Fatalf("incidents: %+v", incs)
 	}
 }
+
+// TestRefusedMailIsAudited: mail refused at the SMTP level (relay, size,
+// hop limit, a network not allowed) is in the audit trail with the reason
+// and the reply the sender got, not only counted.
+func TestRefusedMailIsAudited(t *testing.T) {
+	cfg0 := baseConfig(t, t.TempDir(), "")
+	if err := writeFile(cfg0, strings.Replace(string(readAll(t, cfg0)), "[smtp]\n", "[smtp]\nmax_message_bytes = 8192\n", 1)); err != nil {
+		t.Fatal(err)
+	}
+	h := startApp(t, cfg0, Options{})
+	addr := h.app.SMTPAddr()
+	big := "Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", 600)
+	if r := testutil.SendMail(t, addr, "bdr@x.example", []string{"pinecrest@alerts.example.net"}, []byte(big)); !strings.HasPrefix(r, "552") {
+		t.Fatalf("size: %q", r)
+	}
+	if r := testutil.SendMail(t, addr, "bdr@x.example", []string{"someone@elsewhere.example"}, []byte("Subject: x\r\n\r\nx\r\n")); !strings.HasPrefix(r, "550") {
+		t.Fatalf("relay: %q", r)
+	}
+	loop := strings.Repeat("Received: from a by b; Tue, 11 Feb 2025 13:00:00 +0000\r\n", 60) + "Subject: loop\r\n\r\nx\r\n"
+	if r := testutil.SendMail(t, addr, "bdr@x.example", []string{"pinecrest@alerts.example.net"}, []byte(loop)); !strings.HasPrefix(r, "554") {
+		t.Fatalf("loop: %q", r)
+	}
+	want := map[string]string{"relay": "someone@elsewhere.example", "loop": "pinecrest@alerts.example.net", "size": "pinecrest@alerts.example.net"}
+	waitFor(t, "the refusals in the audit trail", 10*time.Second, func() bool {
+		es, _ := ReadAudit(h.app.DB, AuditFilter{Decision: "reject"})
+		n := 0
+		for _, e := range es {
+			if rcpt, ok := want[e.Effect]; ok && e.Rcpt == rcpt && e.From == "bdr@x.example" && e.RemoteIP == "127.0.0.1" && e.Detail != "" {
+				n++
+			}
+		}
+		return n == len(want)
+	})
+
+	// A network psagate does not take mail from.
+	dir := t.TempDir()
+	cfg := baseConfig(t, dir, "")
+	data := strings.Replace(string(readAll(t, cfg)), "[smtp]\n", "[smtp]\nallowed_networks = [\"10.9.9.0/24\"]\n", 1)
+	if err := writeFile(cfg, data); err != nil {
+		t.Fatal(err)
+	}
+	h2 := startApp(t, cfg, Options{})
+	c, greet := testutil.Dial(t, h2.app.SMTPAddr())
+	c.C.Close()
+	if !strings.HasPrefix(greet, "554") {
+		t.Fatalf("greeting from a refused network: %q", greet)
+	}
+	waitFor(t, "the network refusal in the audit trail", 10*time.Second, func() bool {
+		es, _ := ReadAudit(h2.app.DB, AuditFilter{Decision: "reject"})
+		return len(es) == 1 && es[0].Effect == "network" && es[0].RemoteIP == "127.0.0.1" && strings.HasPrefix(es[0].Detail, "554")
+	})
+}

@@ -5,6 +5,7 @@ import (
 
 	"psagate/internal/incident"
 	"psagate/internal/psa"
+	"psagate/internal/rules"
 	"psagate/internal/store"
 )
 
@@ -39,4 +40,40 @@ func outcomeAudit(o *incident.Outcome, at time.Time, prefix string) *store.Audit
 			o.Incident.Client, o.Incident.Device, o.Incident.Rule, o.Incident.Summary
 	}
 	return e
+}
+
+// refusalAudits bounds the audit entries of SMTP refusals a minute, so a
+// scanner hammering the port cannot push real decisions out of the capped
+// audit trail; the rest are counted in psagate_smtp_refused_total only.
+const refusalAudits = 120
+
+// Refused audits a connection or mail refused at the SMTP level (relay,
+// size, network, hop limit ...): decision reject, the reason as effect and
+// the reply the sender got as detail.
+func (g *Gateway) Refused(reason, ip, from string, rcpt []string, reply string) {
+	now := g.now()
+	g.refMu.Lock()
+	if now.Sub(g.refWindow) >= time.Minute {
+		if g.refDropped > 0 {
+			g.log.Warn("SMTP refusals not audited (over the audit's per-minute bound); they are counted in psagate_smtp_refused_total",
+				"n", g.refDropped)
+		}
+		g.refWindow, g.refCount, g.refDropped = now, 0, 0
+	}
+	g.refCount++
+	over := g.refCount > refusalAudits
+	if over {
+		g.refDropped++
+	}
+	g.refMu.Unlock()
+	if over {
+		return
+	}
+	e := &store.AuditEntry{Time: now, From: from, Rcpt: firstOf(rcpt), RemoteIP: ip, Rule: "(smtp)",
+		Decision: string(rules.ActionReject), Effect: reason, Detail: reply}
+	select {
+	case g.audit <- e:
+	default:
+		g.log.Warn("audit queue full; refusal not recorded in the audit trail", "reason", reason)
+	}
 }

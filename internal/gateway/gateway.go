@@ -41,6 +41,12 @@ type Gateway struct {
 	onJobs    func() // wakes the delivery workers
 	auth      *auth.Checker
 
+	// SMTP refusals audited in the current minute (Refused).
+	refMu      sync.Mutex
+	refWindow  time.Time
+	refCount   int
+	refDropped int
+
 	audit     chan *store.AuditEntry
 	auditDone chan struct{}
 	closeOnce sync.Once

@@ -49,9 +49,11 @@ type Server struct {
 	tlsCert atomic.Pointer[tls.Certificate]
 	handler Handler
 	metrics *metrics.Metrics
-	log     *slog.Logger
-	smtp    *gosmtp.Server
-	tls     *tls.Config
+	// onRefuse is told of refusals (SetOnRefuse).
+	onRefuse atomic.Pointer[func(Refusal)]
+	log      *slog.Logger
+	smtp     *gosmtp.Server
+	tls      *tls.Config
 
 	mu          sync.Mutex
 	total       int
@@ -238,6 +240,40 @@ func (s *Server) refuse(reason string) {
 	}
 }
 
+// Refusal is a connection or mail refused before it was accepted, for the
+// audit trail: an admin tracing a mail that "never arrived" finds why.
+type Refusal struct {
+	Reason   string // the psagate_smtp_refused_total reason
+	RemoteIP string
+	From     string   // MAIL FROM, when given
+	Rcpt     []string // the recipients accepted so far, or the one refused
+	Reply    string   // what the sender was told
+}
+
+// SetOnRefuse sets a function told of every refusal of a connection,
+// sender, recipient or message (not of commands out of order).
+func (s *Server) SetOnRefuse(fn func(Refusal)) { s.onRefuse.Store(&fn) }
+
+func (s *Server) report(r Refusal) {
+	if fn := s.onRefuse.Load(); fn != nil && *fn != nil {
+		(*fn)(r)
+	}
+}
+
+// refused counts and reports a refusal in a session and returns its reply.
+func (ss *session) refused(reason string, rcpt string, e *gosmtp.SMTPError) error {
+	ss.s.refuse(reason)
+	r := Refusal{Reason: reason, From: ss.from, Rcpt: append([]string(nil), ss.rcpts...), Reply: fmt.Sprintf("%d %s", e.Code, e.Message)}
+	if ss.ip.IsValid() {
+		r.RemoteIP = ss.ip.String()
+	}
+	if rcpt != "" {
+		r.Rcpt = []string{rcpt}
+	}
+	ss.s.report(r)
+	return e
+}
+
 // guardListener applies the connection-level rules before go-smtp sees a
 // connection: allowed networks, total and per-IP caps, and the pause after
 // repeated AUTH failures.
@@ -256,6 +292,11 @@ func (l *guardListener) Accept() (net.Conn, error) {
 		code, msg, reason := l.s.admit(ip)
 		if code != 0 {
 			l.s.refuse(reason)
+			if reason == "network" {
+				// Only a sender psagate does not take mail from: busy and
+				// rate refusals are temporary and counted.
+				l.s.report(Refusal{Reason: reason, RemoteIP: ip.String(), Reply: fmt.Sprintf("%d %s", code, msg)})
+			}
 			l.s.log.Info("connection refused", "remote", ip.String(), "reason", reason)
 			go func() {
 				_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -743,8 +784,8 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 		return smtpErr(530, [3]int{5, 7, 0}, "This gateway requires STARTTLS before MAIL FROM (smtp.require_tls)")
 	}
 	if opts != nil && opts.Size > ss.s.conf().MaxMessageBytes {
-		ss.s.refuse("size")
-		return smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", ss.s.conf().MaxMessageBytes))
+		ss.from = from
+		return ss.refused("size", "", smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", ss.s.conf().MaxMessageBytes)))
 	}
 	if ss.requireAuth() && ss.authed == "" {
 		ss.s.refuse("auth")
@@ -776,15 +817,13 @@ func errBusy(limit int64) *gosmtp.SMTPError {
 func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 	at := strings.LastIndexByte(to, '@')
 	if at < 0 {
-		ss.s.refuse("relay")
-		return smtpErr(550, [3]int{5, 1, 3}, fmt.Sprintf("<%s> is not a full address; send alerts to an address at %s", to, strings.Join(ss.s.conf().AcceptDomains, " or ")))
+		return ss.refused("relay", to, smtpErr(550, [3]int{5, 1, 3}, fmt.Sprintf("<%s> is not a full address; send alerts to an address at %s", to, strings.Join(ss.s.conf().AcceptDomains, " or "))))
 	}
 	dom := strings.ToLower(strings.TrimSuffix(to[at+1:], "."))
 	for _, d := range ss.s.conf().AcceptDomains {
 		if dom == d {
 			if !ss.s.conf().RecipientAllowed(to) {
-				ss.s.refuse("recipient")
-				return smtpErr(550, [3]int{5, 1, 1}, fmt.Sprintf("<%s>: no such recipient here (smtp.accept_recipients)", to))
+				return ss.refused("recipient", to, smtpErr(550, [3]int{5, 1, 1}, fmt.Sprintf("<%s>: no such recipient here (smtp.accept_recipients)", to)))
 			}
 			ss.rcpts = append(ss.rcpts, strings.ToLower(to))
 			if ss.conn != nil {
@@ -793,8 +832,7 @@ func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 			return nil
 		}
 	}
-	ss.s.refuse("relay")
-	return smtpErr(550, [3]int{5, 7, 1}, fmt.Sprintf("Relaying denied: this gateway only takes mail for %s, not <%s>", strings.Join(ss.s.conf().AcceptDomains, ", "), to))
+	return ss.refused("relay", to, smtpErr(550, [3]int{5, 7, 1}, fmt.Sprintf("Relaying denied: this gateway only takes mail for %s, not <%s>", strings.Join(ss.s.conf().AcceptDomains, ", "), to)))
 }
 
 func (ss *session) Data(r io.Reader) error {
@@ -815,8 +853,7 @@ func (ss *session) Data(r io.Reader) error {
 	raw, err := rc.read(r)
 	if err != nil {
 		if errors.Is(err, gosmtp.ErrDataTooLarge) {
-			ss.s.refuse("size")
-			return smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", cfg.MaxMessageBytes))
+			return ss.refused("size", "", smtpErr(552, [3]int{5, 3, 4}, fmt.Sprintf("Message too big: this gateway takes at most %d bytes (smtp.max_message_bytes)", cfg.MaxMessageBytes)))
 		}
 		if errors.Is(err, errOverBudget) {
 			// go-smtp discards the rest as it arrives; nothing more is held.
@@ -866,14 +903,12 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	raw, verr := checkLineEndings(raw, cfg.BareLF)
 	if verr != nil {
-		ss.s.refuse("bare_lf")
 		ss.s.log.Info("message refused", "remote", ss.ip.String(), "reason", verr.Message)
-		return verr
+		return ss.refused("bare_lf", "", verr)
 	}
 	if hops := countReceived(raw); hops > cfg.MaxHops {
-		ss.s.refuse("loop")
 		ss.s.log.Info("message refused", "remote", ss.ip.String(), "reason", "mail loop", "received_headers", hops)
-		return smtpErr(554, [3]int{5, 4, 6}, fmt.Sprintf("Too many hops: %d Received: headers, more than %d (smtp.max_hops); the message is looping", hops, cfg.MaxHops))
+		return ss.refused("loop", "", smtpErr(554, [3]int{5, 4, 6}, fmt.Sprintf("Too many hops: %d Received: headers, more than %d (smtp.max_hops); the message is looping", hops, cfg.MaxHops)))
 	}
 	env := message.Envelope{MailFrom: ss.from, RcptTo: append([]string(nil), ss.rcpts...), RemoteIP: ss.ip, Helo: ss.helo}
 	raw, env.Notes = foldLongLines(raw)
