@@ -2,15 +2,19 @@ package app
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"psagate/internal/store"
 )
 
 // Issue 12's loop guard and issue 14's SMTP findings against the whole
 // gateway and its real bbolt file: a looping message (51 Received:
 // fields), and an end of data after a bare CR with a second transaction
-// pipelined behind it, leave nothing in the database; an alert with an
+// pipelined behind it, leave nothing in the database but their refusals'
+// audit entries; an alert with an
 // 8 KB header line is taken, and its audit entry says the line was folded.
 func TestLoopBareCREndAndLongLinesAgainstTheFullGateway(t *testing.T) {
 	dir := t.TempDir()
@@ -56,7 +60,21 @@ func TestLoopBareCREndAndLongLinesAgainstTheFullGateway(t *testing.T) {
 
 	waitFor(t, "spool and outbox to drain", 10*time.Second, func() bool { return idle(h.app.DB) })
 	h.app.Gateway.CloseAudit()
-	spool, quarantine, incs, audit := dbContents(t, h.app.DB)
+	spool, quarantine, incs, all := dbContents(t, h.app.DB)
+	// The refused messages are audited as SMTP refusals, with their reason.
+	var audit []*store.AuditEntry
+	var refused []string
+	for _, e := range all {
+		if e.Rule == "(smtp)" && e.Decision == "reject" {
+			refused = append(refused, e.Effect)
+			continue
+		}
+		audit = append(audit, e)
+	}
+	slices.Sort(refused)
+	if !slices.Equal(refused, []string{"bare_lf", "loop"}) {
+		t.Errorf("SMTP refusals audited: %q, want bare_lf and loop", refused)
+	}
 	if len(spool) != 0 || len(quarantine) != 0 || len(incs) != 1 || len(audit) != 1 {
 		t.Fatalf("spool %d, quarantine %d, incidents %d, audit %d; want only the long-line alert's incident and audit entry",
 			len(spool), len(quarantine), len(incs), len(audit))

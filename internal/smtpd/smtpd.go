@@ -866,9 +866,8 @@ func (ss *session) Data(r io.Reader) error {
 			// and waits; go-smtp has not. Stop reading, answer, close.
 			ss.conn.abortData()
 			ss.conn.closeAfterWrite()
-			ss.s.refuse("bare_lf")
 			ss.s.log.Info("message refused", "remote", ss.ip.String(), "reason", "end of data after a bare CR")
-			return smtpErr(550, [3]int{5, 5, 2}, "Message refused: a bare CR before <CR><LF>.<CR><LF> (an SMTP smuggling pattern); closing")
+			return ss.refused("bare_lf", "", smtpErr(550, [3]int{5, 5, 2}, "Message refused: a bare CR before <CR><LF>.<CR><LF> (an SMTP smuggling pattern); closing"))
 		}
 		// After a timeout or an over-long line the rest of the stream cannot
 		// be trusted to be commands: answer, then close.
@@ -898,8 +897,7 @@ func (ss *session) Data(r io.Reader) error {
 	if dot && bytes.HasSuffix(raw, bareCREnd[:3]) {
 		// go-smtp did end here (an odd number of CRs keeps it in step), but
 		// it is the same shape: <CR><CR><LF>.<CR><LF>.
-		ss.s.refuse("bare_lf")
-		return smtpErr(550, [3]int{5, 5, 2}, "Message refused: a bare CR before <CR><LF>.<CR><LF> (an SMTP smuggling pattern)")
+		return ss.refused("bare_lf", "", smtpErr(550, [3]int{5, 5, 2}, "Message refused: a bare CR before <CR><LF>.<CR><LF> (an SMTP smuggling pattern)"))
 	}
 	raw, verr := checkLineEndings(raw, cfg.BareLF)
 	if verr != nil {
