@@ -567,9 +567,16 @@ func checkUnit(data []byte, shutdown time.Duration) []string {
 		exec[1] != "serve" || exec[2] != "-config" || !strings.HasPrefix(exec[3], "/etc/psagate/") {
 		problems = append(problems, fmt.Sprintf("ExecStart %q is not `/…/psagate serve -config /etc/psagate/…`", u.last(svc, "ExecStart")))
 	}
-	reload := u.last(svc, "ExecReload")
-	if !strings.Contains(reload, "kill") || !strings.Contains(reload, "-HUP") || !strings.Contains(reload, "$MAINPID") {
-		problems = append(problems, fmt.Sprintf("ExecReload %q does not send SIGHUP to $MAINPID", reload))
+	// A reload must be able to fail: `psagate reload` waits for the
+	// gateway's verdict (a bare kill -HUP always succeeds), and Type=notify
+	// lets systemd follow READY/RELOADING.
+	reload := strings.Fields(u.last(svc, "ExecReload"))
+	if len(reload) < 6 || !strings.HasSuffix(reload[0], "/psagate") || reload[1] != "reload" ||
+		!slices.Contains(reload, "-config") || !slices.Contains(reload, "$MAINPID") {
+		problems = append(problems, fmt.Sprintf("ExecReload %q is not `/…/psagate reload -config … -pid $MAINPID`", u.last(svc, "ExecReload")))
+	}
+	if got := u.last(svc, "Type"); got != "notify" {
+		problems = append(problems, fmt.Sprintf("Type=%q, want notify (psagate sends READY=1)", got))
 	}
 	for _, k := range []string{"PrivateTmp", "PrivateDevices", "ProtectHome", "NoNewPrivileges",
 		"MemoryDenyWriteExecute", "LockPersonality", "ProtectKernelTunables", "ProtectKernelModules",
@@ -669,7 +676,8 @@ func TestSystemdUnitCheckerCatches(t *testing.T) {
 		{"weaker", "\nProtectSystem=strict", "\nProtectSystem=full", "ProtectSystem"},
 		{"no capability", "AmbientCapabilities=CAP_NET_BIND_SERVICE", "AmbientCapabilities=", "AmbientCapabilities"},
 		{"extra capability", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_SYS_ADMIN", "CapabilityBoundingSet"},
-		{"reload kills", "ExecReload=/bin/kill -HUP $MAINPID", "ExecReload=/bin/kill -TERM $MAINPID", "SIGHUP"},
+		{"reload cannot fail", "ExecReload=/usr/local/bin/psagate reload -config /etc/psagate/psagate.toml -pid $MAINPID", "ExecReload=/bin/kill -HUP $MAINPID", "psagate reload"},
+		{"not notify", "Type=notify", "Type=exec", "want notify"},
 		{"wrong command", "psagate serve -config", "psagate check -config", "ExecStart"},
 		{"no install", "[Install]", "[Installation]", "no [Install] section"},
 		{"short stop timeout", "TimeoutStopSec=45s", "TimeoutStopSec=30s", "TimeoutStopSec"},

@@ -12,44 +12,6 @@ import (
 	"os"
 )
 
-const usage = `psagate: email-to-PSA filtering gateway
-
-Usage:
-  psagate serve     -config FILE                run the gateway (SIGHUP reloads config and rules)
-  psagate check     -config FILE                validate the config and every rule file
-  psagate try       -config FILE [-json] [-explain] [-state DB] [-from ADDR] [-rcpt ADDR] MSG.eml...
-                                                dry run: what the gateway would do with these messages
-  psagate psa test  -config FILE [-client NAME] [-live]
-                                                test the PSA connection ("Test It") for the org, every client
-                                                and device override; -live also writes a test ticket
-  psagate psa fake  connectwise|autotask [-listen ADDR]
-                                                run a fake PSA and print the config for it (rehearsal)
-  psagate psa lookup -config FILE [-client NAME] WHAT
-                                                list PSA values (boards, statuses, types, subtypes, priorities,
-                                                companies, contacts / queues, issue_types, ...)
-  psagate clients   -config FILE [NAME]         effective PSA settings per client and where each came from,
-                                                and the recent mail that went to the default client
-  psagate clients import -config FILE [-match-domain]
-                                                write a [[client]] for each PSA company not yet mapped
-                                                (into the [clients] dir; never changes an existing client)
-  psagate queue     -config FILE list|retry ID|retry-dead|drop ID
-                                                the outbox and its dead letters
-  psagate incidents -config FILE [list] [-open] [-json] | close ID [-note TEXT] [-psa] | forget ID | show ID
-                                                incidents and their tickets; close, forget or trace one
-  psagate silence   -config FILE add -client C [-device D] [-rule R] -for 4h -comment TEXT | list | expire ID
-                                                maintenance windows: decided and audited, no PSA call
-  psagate quarantine -config FILE list | show ID | release ID [-as ticket] | delete ID
-                                                quarantined mail
-  psagate audit     -config FILE [-id ID] [-from S] [-subject S] [-device S] [-decision D] [-since DUR] [-n N] [-json]
-                                                why was this mail dropped? recent decisions, newest first
-  psagate version
-
-Run "psagate COMMAND -h" for the flags of a command.
-`
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // errUsage makes main exit 2 without printing more than the usage.
 var errUsage = errors.New("usage")
 
@@ -67,7 +29,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText())
 		return 2
 	}
 	var err error
@@ -96,20 +58,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSilence(args[1:], stdout, stderr)
 	case "quarantine":
 		err = cmdQuarantine(args[1:], stdout, stderr)
+	case "reload":
+		err = cmdReload(args[1:], stdout, stderr)
+	case "healthcheck":
+		err = cmdHealthcheck(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "psagate", version)
-		return 0
+		err = cmdVersion(args[1:], stdout, stderr)
+	case "completion":
+		err = cmdCompletion(args[1:], stdout, stderr)
+	case "man":
+		err = cmdMan(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usageText())
 		return 0
 	default:
-		fmt.Fprintf(stderr, "psagate: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "psagate: unknown command %q\n\n%s", args[0], usageText())
 		return 2
 	}
-	if err == nil {
-		return 0
+	if err == nil || errors.Is(err, flag.ErrHelp) || errors.Is(err, errFlagsDumped) {
+		return 0 // -h asked for the usage: that is no failure
 	}
-	if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+	if errors.Is(err, errUsage) {
 		return 2
 	}
 	var ee *exitError
@@ -123,19 +92,42 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-// newFlags makes a FlagSet with the -config flag every command has.
-func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+// errFlagsDumped ends a command that was asked for its flags (dumpFlags).
+var errFlagsDumped = errors.New("flags dumped")
+
+// newFlagSet makes a FlagSet whose -h prints the command's synopsis,
+// summary and flags.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("psagate "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		d := docOf(name)
+		fmt.Fprintf(fs.Output(), "Usage: psagate %s %s\n\n%s\n\nFlags:\n", name, d.args, d.summary)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// newFlags makes a FlagSet with the -config flag every command has.
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := newFlagSet(name, stderr)
 	cfg := fs.String("config", "", "config file (required)")
 	return fs, cfg
 }
 
+// parseFlags parses args; cfg, when not nil, must then be set.
 func parseFlags(fs *flag.FlagSet, cfg *string, args []string) error {
+	if len(args) > 0 && args[0] == dumpFlags {
+		writeFlagDump(fs.Output(), fs)
+		return errFlagsDumped
+	}
 	if err := fs.Parse(interleave(fs, args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return flag.ErrHelp
+		}
 		return errUsage
 	}
-	if *cfg == "" {
+	if cfg != nil && *cfg == "" {
 		fmt.Fprintf(fs.Output(), "%s: -config FILE is required\n", fs.Name())
 		fs.Usage()
 		return errUsage

@@ -25,8 +25,11 @@ import (
 )
 
 func cmdPSA(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
+	if len(args) == 0 || (args[0] != "test" && args[0] != "lookup" && args[0] != "fake") {
 		fmt.Fprintln(stderr, "usage: psagate psa test|lookup -config FILE [-client NAME] [-live] [WHAT]\n       psagate psa fake connectwise|autotask [-listen ADDR]")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			return flag.ErrHelp
+		}
 		return errUsage
 	}
 	sub, args := args[0], args[1:]
@@ -241,16 +244,26 @@ var interrupted = func() (context.Context, context.CancelFunc) {
 // the config that talks to it, so an admin can rehearse the whole flow
 // before having API keys.
 func cmdPSAFake(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("psagate psa fake", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("psa fake", stderr)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on (Autotask: the zone discovery listener; the zone takes a free port beside it)")
+	if len(args) > 0 && args[0] == dumpFlags {
+		writeFlagDump(fs.Output(), fs)
+		return errFlagsDumped
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			fs.Usage()
+			return flag.ErrHelp
+		}
 		fmt.Fprintln(stderr, "usage: psagate psa fake connectwise|autotask [-listen ADDR]")
 		return errUsage
 	}
 	which := args[0]
 	if err := fs.Parse(args[1:]); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return flag.ErrHelp
+		}
+		return errUsage
 	}
 	var (
 		settings psa.Settings

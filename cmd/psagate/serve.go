@@ -15,6 +15,7 @@ import (
 
 	"psagate/internal/app"
 	"psagate/internal/config"
+	"psagate/internal/sdnotify"
 )
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -31,12 +32,22 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	setMemoryLimit(cfg.SMTP.MaxInflightBytes, logger)
 
 	ctx := context.Background()
-	a, err := app.Start(ctx, *cfgPath, app.Options{Logger: logger, LogOutput: stdout, OnReload: lc.update})
+	opts := app.Options{Logger: logger, LogOutput: stdout, OnReload: lc.update}
+	// Under systemd (Type=notify) the unit is "started" only once the
+	// listeners are up, and a reload lasts until its outcome is known.
+	sd := sdnotify.FromEnv()
+	if sd != nil {
+		opts.Notify = sd.Notify
+	}
+	a, err := app.Start(ctx, *cfgPath, opts)
 	if err != nil {
 		return err
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	if err := sd.Notify(sdnotify.Ready, sdnotify.Status(a.Status())); err != nil {
+		logger.Warn("telling systemd the service is ready failed", "err", err)
+	}
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			logger.Info("SIGHUP: reloading config and rules")
@@ -52,6 +63,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		break
 	}
 	signal.Stop(sigs)
+	_ = sd.Notify(sdnotify.Stopping, sdnotify.Status("stopping: letting SMTP transfers finish"))
 	sctx, cancel := context.WithTimeout(ctx, a.Snapshot().Config.SMTP.ShutdownTimeout.D())
 	defer cancel()
 	if err := a.Shutdown(sctx); err != nil {

@@ -26,6 +26,7 @@ import (
 	"psagate/internal/metrics"
 	"psagate/internal/psa"
 	"psagate/internal/rules"
+	"psagate/internal/sdnotify"
 	"psagate/internal/smtpd"
 	"psagate/internal/store"
 )
@@ -45,6 +46,10 @@ type Options struct {
 	// OnReload runs after a successful reload with the new config, for
 	// what the caller owns (the logger's level and secret scrubber).
 	OnReload func(*config.Config)
+	// Notify, when set, is told of each reload in systemd's words
+	// (internal/sdnotify): RELOADING=1 before, READY=1 and a STATUS=
+	// after, whichever way the reload came (SIGHUP, admin API, rules watch).
+	Notify func(assignments ...string) error
 }
 
 // App is a running gateway.
@@ -259,6 +264,33 @@ func (a *App) HTTPAddr() string {
 func (a *App) Reload() error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
+	a.notify(sdnotify.Reloading(), sdnotify.Status("reloading "+a.cfgPath))
+	err := a.reload()
+	if err != nil {
+		a.notify(sdnotify.Ready, sdnotify.Status("reload refused, the previous config stays active: "+err.Error()))
+	} else {
+		a.notify(sdnotify.Ready, sdnotify.Status(a.Status()))
+	}
+	return err
+}
+
+// Status is one line for `systemctl status`: what is being served.
+func (a *App) Status() string {
+	snap := a.Snapshot()
+	return fmt.Sprintf("serving SMTP on %s, %d rules, %d clients", a.SMTPAddr(), len(snap.Rules.Rules()), len(snap.Config.Clients))
+}
+
+func (a *App) notify(assignments ...string) {
+	if a.opts.Notify == nil {
+		return
+	}
+	if err := a.opts.Notify(assignments...); err != nil {
+		a.log.Warn("telling systemd the service state failed", "err", err)
+	}
+}
+
+// reload does Reload's work with a.reloadMu held.
+func (a *App) reload() error {
 	snap, err := LoadSnapshot(a.cfgPath)
 	if err != nil {
 		a.Metrics.ConfigReloadSuccess.Set(0)
