@@ -7,7 +7,7 @@ CONFIG   ?= configs/example.toml
 FUZZTIME ?= 10000x
 PKGS     := ./...
 
-.PHONY: run test build vet fuzz fuzz-long bench bench-memory soak check-alerts clean
+.PHONY: run test test-dist build vet fuzz fuzz-long bench bench-memory soak check-alerts dist clean
 
 ## run: build and serve configs/example.toml (log provider, SMTP on 127.0.0.1:2525, state under ./data)
 run: build
@@ -16,14 +16,29 @@ run: build
 build:
 	$(GO) build -o $(BIN) ./cmd/psagate
 
-## test: go vet, every test with the race detector, and each fuzz target briefly
+## test: go vet, every test with the race detector, each fuzz target briefly, and the release
+## build (tools/dist: the tarball for this machine is unpacked and run; the .deb is installed
+## with dpkg when running as root, as CI does)
 test: vet
 	$(GO) test -race -count=1 $(PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+	$(MAKE) --no-print-directory test-dist
+
+# tools/dist is its own module (nfpm must not reach the gateway's binary).
+# Its tests drive the go command, tar and dpkg from one goroutine: -race
+# would only rebuild nfpm's dependencies instrumented, for nothing.
+test-dist:
+	$(GO) -C tools/dist test -count=1 ./...
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet $(PKGS)
+	$(GO) -C tools/dist vet ./...
+
+## dist: release files in dist/: static reproducible binaries for linux/amd64 and linux/arm64,
+## tarballs, .deb and .rpm (nfpm v2.48.0), SHA256SUMS. VERSION=v1.2.3 to override git's.
+dist:
+	$(GO) -C tools/dist run . -repo $(CURDIR) -out $(CURDIR)/dist $(if $(VERSION),-version $(VERSION))
 
 # Every fuzz target: package and function. `make fuzz FUZZTIME=10m` for a long run.
 FUZZ_TARGETS := \
@@ -72,4 +87,4 @@ check-alerts:
 	bin/promtool test rules configs/prometheus-alerts.test.yml
 
 clean:
-	rm -rf bin data
+	rm -rf bin data dist
