@@ -22,7 +22,7 @@ type commandDoc struct {
 }
 
 var commandDocs = []commandDoc{
-	{name: "serve", args: "-config FILE", summary: "run the gateway (SIGHUP or `psagate reload` reloads config and rules)"},
+	{name: "serve", args: "-config FILE [-fresh-state]", summary: "run the gateway (SIGHUP or `psagate reload` reloads config and rules); -fresh-state sets a damaged state file aside and starts empty"},
 	{name: "check", args: "-config FILE", summary: "validate the config and every rule file"},
 	{name: "try", args: "-config FILE [-json] [-explain] [-state DB] [-from ADDR] [-rcpt ADDR] MSG.eml...", summary: "dry run: what the gateway would do with these messages"},
 	{name: "psa test", args: "-config FILE [-client NAME] [-live]", summary: `test the PSA connection ("Test It") for the org, every client and device override; -live also writes a test ticket`},
@@ -35,6 +35,7 @@ var commandDocs = []commandDoc{
 	{name: "silence", args: "-config FILE add -client C [-device D] [-rule R] -for 4h -comment TEXT | list | expire ID", summary: "maintenance windows: decided and audited, no PSA call", words: []string{"add", "list", "expire"}},
 	{name: "quarantine", args: "-config FILE list | show ID | release ID [-as ticket] | delete ID", summary: "quarantined mail", words: []string{"list", "show", "release", "delete"}},
 	{name: "audit", args: "-config FILE [-id ID] [-from S] [-subject S] [-device S] [-decision D] [-since DUR] [-n N] [-json]", summary: "why was this mail dropped? recent decisions, newest first"},
+	{name: "state check", args: "-config FILE | -file DB", summary: "check the state file (or a backup) for damage, offline: what serve checks at start"},
 	{name: "reload", args: "-config FILE [-pid PID]", summary: "reload a running gateway through its admin socket and wait for the answer; exit 1 if it refused the new config (systemd's ExecReload)"},
 	{name: "healthcheck", args: "[-config FILE | -url URL] [-timeout DUR]", summary: "exit 0 if the gateway's /healthz answers 200 (a container HEALTHCHECK; no curl needed)"},
 	{name: "version", args: "[-json]", summary: "the version, VCS revision and Go version of this binary"},

@@ -20,6 +20,7 @@ import (
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs, cfgPath := newFlags("serve", stderr)
+	fresh := fs.Bool("fresh-state", false, "if the state file is damaged, move it aside (to STATE.damaged-TIME) and start with an empty state")
 	if err := parseFlags(fs, cfgPath, args); err != nil {
 		return err
 	}
@@ -32,7 +33,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	setMemoryLimit(cfg.SMTP.MaxInflightBytes, logger)
 
 	ctx := context.Background()
-	opts := app.Options{Logger: logger, LogOutput: stdout, OnReload: lc.update}
+	opts := app.Options{Logger: logger, LogOutput: stdout, OnReload: lc.update, FreshState: *fresh}
 	// Under systemd (Type=notify) the unit is "started" only once the
 	// listeners are up, and a reload lasts until its outcome is known.
 	sd := sdnotify.FromEnv()

@@ -43,6 +43,10 @@ type Options struct {
 	Providers map[string]psa.Provider
 	// Auth authenticates senders ([auth]); its caches live across reloads.
 	Auth *auth.Checker
+	// FreshState sets a damaged state file aside (renamed, never deleted)
+	// and starts with an empty one: `psagate serve -fresh-state`. An
+	// undamaged file is used as it is.
+	FreshState bool
 	// OnReload runs after a successful reload with the new config, for
 	// what the caller owns (the logger's level and secret scrubber).
 	OnReload func(*config.Config)
@@ -123,6 +127,11 @@ func Start(ctx context.Context, cfgPath string, o Options) (*App, error) {
 	cfg := snap.Config
 	a := &App{opts: o, cfgPath: cfgPath, log: o.Logger}
 
+	if o.FreshState {
+		if err := freshState(cfg.State.Path, o); err != nil {
+			return nil, err
+		}
+	}
 	db, err := store.Open(cfg.State.Path, store.Options{AuditMax: cfg.State.AuditMax})
 	if err != nil {
 		return nil, err
@@ -229,6 +238,26 @@ func Start(ctx context.Context, cfgPath string, o Options) (*App, error) {
 	a.log.Info("psagate started", "smtp", a.smtpLn.Addr().String(), "http", a.HTTPAddr(), "admin", a.adminSock, "state", cfg.State.Path,
 		"rules", len(snap.Rules.Rules()), "clients", len(cfg.Clients), "provider", cfg.PSA.Provider())
 	return a, nil
+}
+
+// freshState sets the state file at path aside if it is damaged.
+func freshState(path string, o Options) error {
+	err := store.Check(path, 2*time.Second)
+	if err == nil {
+		o.Logger.Warn("-fresh-state: the state file is not damaged; it is used as it is", "state", path)
+		return nil
+	}
+	var de *store.DamagedError
+	if !errors.As(err, &de) {
+		return err
+	}
+	to, serr := store.SetAside(path, o.Now())
+	if serr != nil {
+		return serr
+	}
+	o.Logger.Warn("-fresh-state: the damaged state file was set aside; starting with an empty state (close the tickets of open incidents by hand)",
+		"state", path, "damaged_copy", to, "problem", de.Problem)
+	return nil
 }
 
 func (a *App) handle(ctx context.Context, raw []byte, env message.Envelope) smtpd.Reply {

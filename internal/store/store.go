@@ -88,7 +88,12 @@ func Open(path string, opt Options) (*DB, error) {
 			return nil, fmt.Errorf("state: create directory: %w", err)
 		}
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+	// bbolt trusts the file: a truncated or bit-flipped one makes it panic
+	// (exit status 2) or fault. Check it first, and say what to do.
+	if err := Check(path, opt.LockTimeout); err != nil {
+		return nil, err
+	}
+	bdb, err := openBolt(path, &bolt.Options{
 		Timeout:        opt.LockTimeout,
 		ReadOnly:       opt.ReadOnly,
 		FreelistType:   bolt.FreelistMapType,
@@ -97,6 +102,9 @@ func Open(path string, opt Options) (*DB, error) {
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("state %s: %w", path, ErrLocked)
+		}
+		if errors.Is(err, ErrDamaged) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
@@ -112,6 +120,17 @@ func Open(path string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
 	return d, nil
+}
+
+// openBolt is bolt.Open that turns a panic (damage Check cannot see)
+// into a *DamagedError instead of a crash.
+func openBolt(path string, o *bolt.Options) (db *bolt.DB, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, &DamagedError{Path: path, Problem: fmt.Sprintf("the database library failed reading it: %v", p)}
+		}
+	}()
+	return bolt.Open(path, 0o600, o)
 }
 
 // checkSchema creates the buckets of a new database, refuses a database
