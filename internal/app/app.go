@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -217,6 +218,7 @@ func Start(ctx context.Context, cfgPath string, o Options) (*App, error) {
 	}()
 	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.housekeeping(rctx) }()
+	a.startIMAP(rctx, cfg)
 	go func() { defer a.wg.Done(); a.reconcileLoop(rctx) }()
 	go func() {
 		if err := a.smtp.Serve(a.smtpLn); err != nil {
@@ -347,6 +349,7 @@ func (a *App) reload() error {
 		{"rules.dir", old.Rules.Dir != snap.Config.Rules.Dir},
 		{"log.format", old.Log.Format != snap.Config.Log.Format},
 		{"auth.dns", old.Auth.DNS != snap.Config.Auth.DNS},
+		{"imap", !reflect.DeepEqual(old.IMAP, snap.Config.IMAP)},
 		{"auth.timeout", old.Auth.Timeout != snap.Config.Auth.Timeout},
 		{"auth.cache_ttl", old.Auth.CacheTTL != snap.Config.Auth.CacheTTL},
 	} {

@@ -40,6 +40,7 @@ type Config struct {
 	Deliver Deliver `toml:"deliver"`
 	Log     Log     `toml:"log"`
 	Auth    Auth    `toml:"auth"`
+	IMAP    []IMAP  `toml:"imap"`
 
 	Incidents  Incidents  `toml:"incidents"`
 	Quarantine Quarantine `toml:"quarantine"`
@@ -516,6 +517,7 @@ type rawConfig struct {
 	PSA     map[string]any `toml:"psa"`
 	Client  []rawClient    `toml:"client"`
 	Clients rawClients     `toml:"clients"`
+	IMAP    []IMAP         `toml:"imap"`
 
 	Incidents  Incidents  `toml:"incidents"`
 	Quarantine Quarantine `toml:"quarantine"`
@@ -585,7 +587,7 @@ func (l *loader) underFreeForm(k string) bool {
 	return k == "psa" || strings.HasPrefix(k, "psa.") || strings.HasPrefix(k, "client.psa") || strings.HasPrefix(k, "client.device.psa")
 }
 
-var knownTop = []string{"smtp", "state", "http", "rules", "deliver", "log", "auth", "incidents", "quarantine", "psa", "client", "clients"}
+var knownTop = []string{"smtp", "state", "http", "rules", "deliver", "log", "auth", "incidents", "quarantine", "psa", "client", "clients", "imap"}
 
 func (l *loader) suggest(key string) string {
 	last := key[strings.LastIndex(key, ".")+1:]
@@ -599,7 +601,7 @@ func (l *loader) suggest(key string) string {
 }
 
 func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
-	cfg := &Config{File: l.file, SMTP: raw.SMTP, State: raw.State, HTTP: raw.HTTP, Rules: raw.Rules, Log: raw.Log, Auth: raw.Auth, lines: l.lines,
+	cfg := &Config{File: l.file, SMTP: raw.SMTP, State: raw.State, HTTP: raw.HTTP, Rules: raw.Rules, Log: raw.Log, Auth: raw.Auth, IMAP: raw.IMAP, lines: l.lines,
 		Incidents: raw.Incidents, Quarantine: raw.Quarantine}
 	// Only an absent key gets the default: listen = "" is how an admin turns
 	// the HTTP server off.
@@ -619,6 +621,7 @@ func (l *loader) build(raw *rawConfig, md toml.MetaData) *Config {
 	cfg.Deliver = l.deliver(raw.Deliver)
 	l.log(&cfg.Log)
 	l.auth(&cfg.Auth)
+	l.imap(cfg.IMAP)
 	l.incidents(&cfg.Incidents)
 	l.quarantine(&cfg.Quarantine)
 
@@ -818,19 +821,25 @@ func (l *loader) smtp(s *SMTP) {
 		if u.Name == "" && !l.bad[base+".name"] {
 			l.errf(base, "user without a name")
 		}
-		if u.Password.ref == "" {
-			l.errf(base+".password", "user %q has no password", u.Name)
-			continue
-		}
-		if l.noSecrets {
-			continue
-		}
-		v, err := resolveSecret(u.Password.ref)
-		if err != nil {
-			l.errf(base+".password", "%v", err)
-		}
-		u.Password.value = v
+		l.password(base+".password", fmt.Sprintf("user %q", u.Name), &u.Password)
 	}
+}
+
+// password resolves a required secret at path; who names its owner in the
+// error when it is missing.
+func (l *loader) password(path, who string, s *Secret) {
+	if s.ref == "" {
+		l.errf(path, "%s has no password", who)
+		return
+	}
+	if l.noSecrets {
+		return
+	}
+	v, err := resolveSecret(s.ref)
+	if err != nil {
+		l.errf(path, "%v", err)
+	}
+	s.value = v
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {
@@ -1147,6 +1156,11 @@ func (c *Config) Secrets() []string {
 	for _, u := range c.SMTP.Users {
 		if u.Password.value != "" {
 			out = append(out, psa.SecretForms(u.Password.value)...)
+		}
+	}
+	for _, m := range c.IMAP {
+		if m.Password.value != "" {
+			out = append(out, psa.SecretForms(m.Password.value)...)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })

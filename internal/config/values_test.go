@@ -43,6 +43,9 @@ var limitCases = []struct {
 	{"state", "audit_max", "-1", "must be at least 1, not -1 (leave it out for the default, 10000)"},
 	{"state", "seen_ttl", `"-24h"`, `duration "-24h" is negative`},
 	{"auth", "timeout", `"-1s"`, `duration "-1s" is negative`},
+	{"imap", "port", "70000", "70000 is not a port"},
+	{"imap", "poll_interval", `"-1m"`, `duration "-1m" is negative`},
+	{"imap", "timeout", `"-1s"`, `duration "-1s" is negative`},
 	{"auth", "cache_ttl", `"-5m"`, `duration "-5m" is negative`},
 	{"rules", "watch_interval", `"-2s"`, `duration "-2s" is negative`},
 	{"deliver", "max_age", `"-1h"`, `duration "-1h" is negative`},
@@ -71,7 +74,11 @@ func TestLimitsRejectNegative(t *testing.T) {
 		name := c.section + "." + c.key
 		t.Run(name+"="+c.value, func(t *testing.T) {
 			doc := "[smtp]\naccept_domains = [\"a.example\"]\n"
-			if c.section != "smtp" {
+			switch c.section {
+			case "smtp":
+			case "imap": // an array of tables, with the keys it needs
+				doc += "[[imap]]\nname = \"m\"\nhost = \"mail.example\"\nuser = \"u\"\npassword = \"p\"\n"
+			default:
 				doc += "[" + c.section + "]\n"
 			}
 			line := strings.Count(doc, "\n") + 1
@@ -80,6 +87,9 @@ func TestLimitsRejectNegative(t *testing.T) {
 			var es Errors
 			if !errors.As(err, &es) || len(es) != 1 {
 				t.Fatalf("err = %v, want one error", err)
+			}
+			if c.section == "imap" {
+				name = "imap[0]." + c.key
 			}
 			if want := fmt.Sprintf("psagate.toml:%d: %s: %s", line, name, c.msg); es[0].Error() != want {
 				t.Fatalf("error\n  %s\nwant\n  %s", es[0].Error(), want)

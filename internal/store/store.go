@@ -45,8 +45,9 @@ var (
 	bQuarantine = []byte("quarantine")
 	bMeta       = []byte("meta")
 	bSilences   = []byte("silences")
+	bIMAP       = []byte("imap") // [[imap]] source name -> UIDVALIDITY and the last UID handled (imap.go)
 
-	allBuckets = [][]byte{bSpool, bSeen, bIncidents, bKeys, bOpen, bOutbox, bOutboxIdx, bDead, bAudit, bTimers, bExpect, bQuarantine, bMeta, bSilences}
+	allBuckets = [][]byte{bSpool, bSeen, bIncidents, bKeys, bOpen, bOutbox, bOutboxIdx, bDead, bAudit, bTimers, bExpect, bQuarantine, bMeta, bSilences, bIMAP}
 )
 
 // ErrLocked is returned by Open when another process holds the database.
