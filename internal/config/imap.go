@@ -10,11 +10,14 @@ import (
 // IMAP is an [[imap]] source: a mailbox psagate reads alerts from, each
 // mail going through the same pipeline as one received over SMTP.
 type IMAP struct {
-	Name     string `toml:"name"` // unique; names its UID mark in the state
-	Host     string `toml:"host"`
-	Port     int    `toml:"port"` // default 993 with tls, 143 otherwise
-	TLS      string `toml:"tls"`  // tls (default) | starttls | none (loopback only)
-	User     string `toml:"user"`
+	Name string `toml:"name"` // unique; names its UID mark in the state
+	// Host is the IMAP server (outlook.office365.com, imap.gmail.com, ...).
+	Host string `toml:"host"`
+	Port int    `toml:"port"` // default 993 with tls, 143 otherwise
+	TLS  string `toml:"tls"`  // tls (default) | starttls | none (loopback only)
+	// User logs in (IMAP LOGIN), e.g. the mailbox address.
+	User string `toml:"user"`
+	// Password is the login's secret: "env:NAME", "file:/path" or a literal.
 	Password Secret `toml:"password"`
 	Folder   string `toml:"folder"`  // default INBOX
 	MoveTo   string `toml:"move_to"` // folder for handled mail; "" = flag \Seen and leave it
