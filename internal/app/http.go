@@ -56,6 +56,11 @@ func (a *App) Readiness() []string {
 	if err := a.DB.View(func(tx *store.Tx) error { return nil }); err != nil {
 		problems = append(problems, "state database: "+err.Error())
 	}
+	// A spool that cannot be written (disk full) answers every mail 451:
+	// not ready, until a probe write succeeds again.
+	if err := a.DB.SpoolWritable(); err != nil {
+		problems = append(problems, "state database: "+err.Error())
+	}
 	if s := a.Snapshot(); s == nil || s.Rules == nil {
 		problems = append(problems, "no rules loaded")
 	}

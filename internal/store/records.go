@@ -129,6 +129,10 @@ func (d *DB) Accept(e *SpoolEntry, dedupe []byte) (origID string, dup bool, err 
 	if err != nil {
 		return "", false, err
 	}
+	defer func() { d.health.record(err, len(val)) }()
+	if err := d.health.injected(); err != nil {
+		return "", false, err
+	}
 	err = d.Batch(func(tx *Tx) error {
 		origID, dup = "", false // Batch may run this function again
 		seen := tx.b(bSeen)

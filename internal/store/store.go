@@ -71,6 +71,7 @@ type DB struct {
 	instance string
 	auditMax int
 	path     string
+	health   spoolHealth
 }
 
 // Open opens or creates the database at path, creating its directory.
