@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -355,5 +357,28 @@ func TestSystemdNotifyReload(t *testing.T) {
 	sock.expect("stop", map[string]string{"STOPPING": "1"}, "stopping")
 	if err := <-done; err != nil {
 		t.Fatalf("serve exited with %v\n%s", err, logs.String())
+	}
+}
+
+// Every command run() dispatches has a commandDoc, so it is in the usage,
+// the completions and the man page.
+func TestEveryCommandIsDocumented(t *testing.T) {
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(src)
+	body = body[strings.Index(body, "func run("):]
+	body = body[:strings.Index(body, "\n}\n")]
+	cases := regexp.MustCompile(`case ((?:"[a-z-]+"(?:, )?)+):`).FindAllStringSubmatch(body, -1)
+	if len(cases) < 10 {
+		t.Fatalf("found only %d cases in run(): the pattern no longer fits main.go", len(cases))
+	}
+	tops := topLevel()
+	for _, c := range cases {
+		name := strings.Trim(strings.Split(c[1], ",")[0], `"`)
+		if !slices.Contains(tops, name) {
+			t.Errorf("command %q has no entry in commandDocs (commands.go): add one", name)
+		}
 	}
 }
