@@ -50,7 +50,8 @@ FUZZ_TARGETS := \
 	./internal/tomlpos:FuzzNew \
 	./internal/sanitize:FuzzLine \
 	./internal/smtpd:FuzzSession \
-	./internal/smtpd:FuzzFoldLongLines
+	./internal/smtpd:FuzzFoldLongLines \
+	./internal/mailbox:FuzzSplitMbox
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -24,7 +24,7 @@ type commandDoc struct {
 var commandDocs = []commandDoc{
 	{name: "serve", args: "-config FILE [-fresh-state]", summary: "run the gateway (SIGHUP or `psagate reload` reloads config and rules); -fresh-state sets a damaged state file aside and starts empty"},
 	{name: "check", args: "-config FILE", summary: "validate the config and every rule file"},
-	{name: "try", args: "-config FILE [-json] [-explain] [-state DB] [-from ADDR] [-rcpt ADDR] MSG.eml...", summary: "dry run: what the gateway would do with these messages"},
+	{name: "try", args: "-config FILE [-json] [-explain] [-summary] [-rules DIR] [-state DB] [-from ADDR] [-rcpt ADDR] MAIL...", summary: "dry run: what the gateway would do with these messages (.eml files, mbox files, Maildir directories)"},
 	{name: "psa test", args: "-config FILE [-client NAME] [-live]", summary: `test the PSA connection ("Test It") for the org, every client and device override; -live also writes a test ticket`},
 	{name: "psa lookup", args: "-config FILE [-client NAME] WHAT", summary: "list PSA values (boards, statuses, types, subtypes, priorities, companies, contacts / queues, issue_types, ...)"},
 	{name: "psa fake", args: "connectwise|autotask [-listen ADDR]", summary: "run a fake PSA and print the config for it (rehearsal)", words: []string{"connectwise", "autotask"}},

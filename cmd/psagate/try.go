@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"psagate/internal/config"
 	"psagate/internal/gateway"
 	"psagate/internal/incident"
+	"psagate/internal/mailbox"
 	"psagate/internal/message"
 	"psagate/internal/psa"
 	"psagate/internal/rules"
@@ -55,11 +55,13 @@ func cmdTry(args []string, stdout, stderr io.Writer) error {
 	rcpt := fs.String("rcpt", "", "envelope recipient (default: the To header)")
 	ip := fs.String("ip", "", "SMTP client address, for the SPF check of [auth] (default: none, SPF is not checked)")
 	helo := fs.String("helo", "", "HELO name, for the SPF check of a bounce")
+	summary := fs.Bool("summary", false, "print counts per decision, rule and client, and the mails left to the fallback or default_action, instead of each message")
+	candidate := fs.String("rules", "", "also run the rule set in this directory and print only the messages whose decision changes")
 	if err := parseFlags(fs, cfgPath, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "psagate try: give one or more .eml files")
+		fmt.Fprintln(stderr, "psagate try: give one or more .eml files, mbox files or Maildir directories")
 		return errUsage
 	}
 	snap, err := app.LoadSnapshotWithoutSecrets(*cfgPath)
@@ -82,54 +84,127 @@ func cmdTry(args []string, stdout, stderr io.Writer) error {
 	}
 	defer tr.Close()
 	tr.Auth = app.NewAuthChecker(snap.Config, time.Now)
+	// -rules: a second trial, with its own scratch state, runs the
+	// candidate rule set over the same messages in the same order.
+	var cand *gateway.Trial
+	if *candidate != "" {
+		rs, err := rules.Load(*candidate, rules.Options{DefaultAction: rules.Action(snap.Config.Rules.DefaultAction)})
+		if err != nil {
+			return fmt.Errorf("-rules %s: %w", *candidate, err)
+		}
+		if cand, err = gateway.NewTrial(gateway.NewSnapshot(snap.Config, rs), seed); err != nil {
+			return err
+		}
+		defer cand.Close()
+		cand.Auth = app.NewAuthChecker(snap.Config, time.Now)
+	}
 	enc := json.NewEncoder(stdout)
 	enc.SetEscapeHTML(false)
-	failed := 0
-	for _, file := range fs.Args() {
-		raw, err := os.ReadFile(file)
-		if err != nil {
+	sumNow, sumCand := newTrySummary(), newTrySummary()
+	perMessage := !*summary && cand == nil
+	failed, changed := 0, 0
+	for _, path := range fs.Args() {
+		err := mailbox.Each(path, int(snap.Config.SMTP.MaxMessageBytes), func(m mailbox.Message) error {
+			if m.Err != nil {
+				fmt.Fprintf(stderr, "psagate try: %s: %v\n", m.Name, m.Err)
+				failed++
+				return nil
+			}
+			env := envelopeFor(m.Raw, snap, *from, *rcpt)
+			env.RemoteIP, env.Helo = remote, *helo
+			id := gateway.NewID(time.Now())
+			res, err := tr.Run(id, m.Raw, env, *explain && perMessage)
+			if err != nil {
+				return &runError{fmt.Errorf("%s: %w", m.Name, err)}
+			}
+			sumNow.add(m.Name, res)
+			if cand != nil {
+				cres, err := cand.Run(id, m.Raw, env, false)
+				if err != nil {
+					return &runError{fmt.Errorf("%s (candidate rules): %w", m.Name, err)}
+				}
+				sumCand.add(m.Name, cres)
+				if decisionChanged(res, cres) {
+					changed++
+					if err := printChange(stdout, enc, *asJSON, m.Name, res, cres); err != nil {
+						return &runError{err}
+					}
+				}
+			}
+			if !perMessage {
+				return nil
+			}
+			line := toTryLine(m.Name, res)
+			if *asJSON {
+				if err := enc.Encode(line); err != nil {
+					return &runError{err}
+				}
+			} else {
+				printTry(stdout, line, res, snap)
+			}
+			if *explain {
+				w := stdout
+				if *asJSON {
+					w = stderr
+				}
+				fmt.Fprintf(w, "  trace of %s:\n", m.Name)
+				rules.FormatTrace(indent{w}, res.Trace)
+			}
+			return nil
+		})
+		var re *runError
+		if errors.As(err, &re) {
+			return re.err
+		}
+		if err != nil { // the file or mailbox could not be read
 			fmt.Fprintln(stderr, "psagate try:", err)
 			failed++
-			continue
-		}
-		env := envelopeFor(raw, snap, *from, *rcpt)
-		env.RemoteIP, env.Helo = remote, *helo
-		res, err := tr.Run(gateway.NewID(time.Now()), raw, env, *explain)
-		if err != nil {
-			return fmt.Errorf("%s: %w", file, err)
-		}
-		line := toTryLine(filepath.Base(file), res)
-		if *asJSON {
-			if err := enc.Encode(line); err != nil {
-				return err
-			}
-		} else {
-			printTry(stdout, line, res, snap)
-		}
-		if *explain {
-			w := stdout
-			if *asJSON {
-				w = stderr
-			}
-			fmt.Fprintf(w, "  trace of %s:\n", filepath.Base(file))
-			rules.FormatTrace(indent{w}, res.Trace)
 		}
 	}
-	if !*asJSON {
+	switch {
+	case cand != nil && !*asJSON:
+		fmt.Fprintf(stdout, "%d of %d message(s) change decision with the rules in %s\n", changed, sumNow.total, *candidate)
+	case perMessage && !*asJSON:
 		printPending(stdout, tr)
 	}
+	if *summary {
+		if err := sumNow.print(stdout, enc, *asJSON, "configured rules in "+snap.Config.Rules.Dir); err != nil {
+			return err
+		}
+		if cand != nil {
+			if err := sumCand.print(stdout, enc, *asJSON, "candidate rules in "+*candidate); err != nil {
+				return err
+			}
+		}
+	}
 	if failed > 0 {
-		return &exitError{code: 1, err: fmt.Errorf("%d file(s) could not be read", failed)}
+		return &exitError{code: 1, err: fmt.Errorf("%d file(s) or message(s) could not be read", failed)}
 	}
 	return nil
 }
 
-// envelopeFor builds the SMTP envelope: the flags, else the From and To
-// headers, as an appliance would have sent it.
+// runError is a failure of the trial itself, not of reading a mailbox: it
+// ends the run.
+type runError struct{ err error }
+
+func (e *runError) Error() string { return e.err.Error() }
+
+// envelopeFor builds the SMTP envelope: the flags, else the Return-Path
+// header (which the delivering server sets to the envelope sender; "<>"
+// is the null sender of a bounce), else the From header, and the To
+// header, as an appliance would have sent it. -from "<>" gives a null
+// sender.
 func envelopeFor(raw []byte, snap *gateway.Snapshot, from, rcpt string) message.Envelope {
 	a := message.Decode(raw, message.Envelope{}, snap.Limits())
 	env := message.Envelope{MailFrom: a.From, RcptTo: a.To}
-	if from != "" {
+	if rp := a.Header["return-path"]; len(rp) > 0 {
+		env.MailFrom = returnPath(rp[0])
+	}
+	switch from {
+	case "":
+	case "<>":
+		env.MailFrom = ""
+	default:
 		env.MailFrom = from
 	}
 	if rcpt != "" {
@@ -304,4 +379,16 @@ func copyState(cfg *config.Config, src, dst string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// returnPath takes the address of a Return-Path value: "<a@b>" gives
+// "a@b", "<>" the null sender "".
+func returnPath(v string) string {
+	v = strings.TrimSpace(v)
+	if lt := strings.IndexByte(v, '<'); lt >= 0 {
+		if gt := strings.IndexByte(v[lt:], '>'); gt > 0 {
+			v = v[lt+1 : lt+gt]
+		}
+	}
+	return strings.ToLower(strings.TrimSpace(v))
 }

@@ -93,8 +93,8 @@ func headerTitle(h string) string {
 func quoteList(vals []string) string {
 	q := make([]string, len(vals))
 	for i, v := range vals {
-		if r := []rune(v); len(r) > 60 {
-			v = string(r[:60]) + "…"
+		if r := []rune(v); len(r) > 100 {
+			v = string(r[:100]) + "…"
 		}
 		q[i] = fmt.Sprintf("%q", v)
 	}
