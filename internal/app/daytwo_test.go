@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -167,5 +169,110 @@ func TestReenabledClientE2E(t *testing.T) {
 	tk := fk.Tickets()
 	if len(tk) != 1 || !strings.Contains(tk[0].Summary, "PVC-SRV-2") {
 		t.Fatalf("after re-enabling: %+v", tk)
+	}
+}
+
+// TestEscalationE2E: a failure repeating a warning's open ticket raises
+// the ticket's priority in the PSA, once, with a note saying why.
+func TestEscalationE2E(t *testing.T) {
+	const rulesTOML = `
+[[rule]]
+name = "backup warning"
+[rule.if]
+subject_contains = ["Backup warning"]
+[rule.extract]
+device = 'warning: (?P<device>[\w.-]+)'
+[rule.then]
+action = "ticket"
+check = "backup"
+severity = "warning"
+
+[[rule]]
+name = "backup failed"
+[rule.if]
+subject_contains = ["Backup failed"]
+[rule.extract]
+device = 'failed: (?P<device>[\w.-]+)'
+[rule.then]
+action = "ticket"
+check = "backup"
+severity = "failure"
+escalate_priority = true
+[rule.then.psa]
+connectwise.priority = "Priority 1 - Emergency Response"
+autotask.priority = "Critical"
+`
+	type view struct {
+		priority int
+		notes    int
+	}
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T) (string, func() view)
+		want  int
+	}{
+		{"connectwise", func(t *testing.T) (string, func() view) {
+			fk := cwfake.Start(cwfake.DefaultConfig())
+			t.Cleanup(fk.Close)
+			s := fk.Settings()
+			s["connectwise.company"] = "PVC01"
+			return psaTOML("psa", s), func() view {
+				tk := fk.Tickets()
+				if len(tk) != 1 {
+					t.Fatalf("%d tickets", len(tk))
+				}
+				return view{tk[0].PriorityID, len(tk[0].Notes) - 1}
+			}
+		}, 1},
+		{"autotask", func(t *testing.T) (string, func() view) {
+			fk := atfake.Start(atfake.DefaultConfig())
+			t.Cleanup(fk.Close)
+			return psaTOML("psa", fk.Settings()) + "[deliver.autotask]\nrate_per_minute = 100000\n", func() view {
+				tk := fk.Tickets()
+				if len(tk) != 1 {
+					t.Fatalf("%d tickets", len(tk))
+				}
+				return view{tk[0].Priority, len(tk[0].Notes)}
+			}
+		}, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			section, read := tc.start(t)
+			dir := t.TempDir()
+			rulesDir := filepath.Join(dir, "rules")
+			if err := os.MkdirAll(rulesDir, 0o750); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(rulesDir, "r.toml"), []byte(rulesTOML), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg := withPSA(t, dir, section, "")
+			if err := writeFile(cfg, strings.Replace(string(readAll(t, cfg)), filepath.Join(testutil.RepoRoot(t), "rules"), rulesDir, 1)); err != nil {
+				t.Fatal(err)
+			}
+			h := startApp(t, cfg, Options{})
+			mail := func(subject string, n int) {
+				raw := fmt.Sprintf("From: bdr1@pinecrest-vet.example\r\nTo: pinecrest@alerts.example.net\r\nSubject: %s\r\nMessage-ID: <e-%d@x>\r\n\r\nx\r\n", subject, n)
+				if r := testutil.SendMail(t, h.app.SMTPAddr(), "bdr1@pinecrest-vet.example", []string{"pinecrest@alerts.example.net"}, []byte(raw)); !strings.HasPrefix(r, "250") {
+					t.Fatal(r)
+				}
+				waitFor(t, "delivery", 20*time.Second, func() bool { return idle(h.app.DB) })
+				if q, _ := ReadQueue(h.app.DB); len(q.Dead) > 0 {
+					t.Fatalf("dead: %s", q.Dead[0].Reason)
+				}
+			}
+			mail("Backup warning: PVC-SRV-E", 1)
+			before := read()
+			mail("Backup failed: PVC-SRV-E", 2)
+			after := read()
+			if after.priority != tc.want || before.priority == tc.want || after.notes != before.notes+1 {
+				t.Fatalf("priority %d -> %d (want %d), notes %d -> %d", before.priority, after.priority, tc.want, before.notes, after.notes)
+			}
+			auditHas(t, h, incident.EffectEscalated)
+			mail("Backup failed: PVC-SRV-E", 3) // already a failure: an ordinary note
+			if again := read(); again.priority != tc.want || again.notes != after.notes+1 {
+				t.Fatalf("after a second failure: %+v", again)
+			}
+		})
 	}
 }
