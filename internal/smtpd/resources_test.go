@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/smtp"
 	"slices"
 	"strings"
 	"sync"
@@ -130,14 +129,7 @@ func TestLargeMessageOverTLSWithStalls(t *testing.T) {
 	t.Parallel()
 	certFile, keyFile, pool := selfSigned(t)
 	_, rec, addr := start(t, testConfig(t, fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", certFile, keyFile)), nil)
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.StartTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}); err != nil {
-		t.Fatal(err)
-	}
+	c := startTLS(t, addr, pool)
 	if err := c.Mail("a@b.example"); err != nil {
 		t.Fatal(err)
 	}

@@ -442,20 +442,27 @@ func TestRepeatedAuthFailuresPauseThePeer(t *testing.T) {
 	}
 }
 
+// startTLS is a net/smtp client on addr after STARTTLS, closed with the test.
+func startTLS(t *testing.T, addr string, pool *x509.CertPool) *smtp.Client {
+	t.Helper()
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.StartTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func TestRequireTLS(t *testing.T) {
 	cf, kf, pool := selfSigned(t)
 	_, rec, addr := start(t, testConfig(t, fmt.Sprintf("require_tls = true\ntls_cert = %q\ntls_key = %q\n", cf, kf)), nil)
 	rc := dial(t, addr)
 	rc.hello()
 	expectCode(t, rc.cmd("MAIL FROM:<a@b.example>"), "530")
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.StartTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}); err != nil {
-		t.Fatal(err)
-	}
+	c := startTLS(t, addr, pool)
 	if err := c.Mail("a@b.example"); err != nil {
 		t.Fatalf("MAIL after STARTTLS: %v", err)
 	}
