@@ -72,6 +72,9 @@ type Verdict struct {
 	HeaderMsgID string            `json:"header_message_id,omitempty"`
 	Problems    []string          `json:"problems,omitempty"`
 	Attachments int               `json:"attachments,omitempty"`
+	// Copies are the clients a mail addressed to several was decided for,
+	// one verdict (and one spooled copy) each.
+	Copies []string `json:"copies,omitempty"`
 	// Notes say what the SMTP layer changed in the message (long header
 	// lines folded); the audit entry carries them.
 	Notes []string `json:"notes,omitempty"`

@@ -204,6 +204,9 @@ func (g *Gateway) Accept(ctx context.Context, raw []byte, env message.Envelope) 
 	env.Received = now
 	id := NewID(now)
 	s := g.Snapshot()
+	if groups, clients := s.Router.SplitByClient(env.RcptTo); groups != nil {
+		return g.acceptPerClient(ctx, s, raw, env, groups, clients)
+	}
 	v, a, _ := s.DecideAuth(ctx, g.auth, id, raw, env)
 	log := g.log.With("id", id, "from", a.From, "rcpt", firstOf(env.RcptTo), "subject", a.Subject, "client", v.Client, "rule", v.Rule)
 	if g.metrics != nil {
@@ -247,6 +250,102 @@ func (g *Gateway) Accept(ctx context.Context, raw []byte, env message.Envelope) 
 	log.Debug("queued", "action", v.Action)
 	wake(g.spoolWake)
 	return Reply{250, [3]int{2, 0, 0}, "Queued as " + id}
+}
+
+// copiesNote is the audit's note on a mail decided once per client.
+func copiesNote(v *Verdict) string {
+	if len(v.Copies) < 2 {
+		return ""
+	}
+	return "the mail was addressed to clients " + strings.Join(v.Copies, ", ") + ": decided once per client"
+}
+
+// acceptPerClient handles a mail whose recipients belong to several
+// clients: each client's recipients get their own decision (routing,
+// rules, incident key), so each client gets its own incident and ticket,
+// and the copies to spool are committed in one transaction before the one
+// reply. Deciding once, for the first client, left the others with nothing
+// and nobody told (issue 14).
+func (g *Gateway) acceptPerClient(ctx context.Context, s *Snapshot, raw []byte, env message.Envelope, groups [][]string, clients []string) Reply {
+	var (
+		entries          []*store.SpoolEntry
+		dedupes          [][]byte
+		queued           []*Verdict
+		rejected         *Verdict
+		discarded, names []string
+	)
+	if g.metrics != nil {
+		g.metrics.LastMessageReceived.Set(float64(env.Received.Unix()))
+	}
+	for _, grp := range groups {
+		e := env
+		e.RcptTo = grp
+		id := NewID(env.Received)
+		v, a, _ := s.DecideAuth(ctx, g.auth, id, raw, e)
+		v.Copies = clients
+		// A rule's key template without {client} would make the clients'
+		// copies one incident, the second a note on the first's ticket.
+		if v.Key != "" && !strings.Contains(v.Key, v.Client) {
+			v.Key = store.BoundKey(v.Client + "/" + v.Key)
+		}
+		log := g.log.With("id", id, "from", a.From, "rcpt", firstOf(grp), "subject", a.Subject, "client", v.Client, "rule", v.Rule)
+		switch v.Action {
+		case rules.ActionDrop:
+			g.count("dropped", v)
+			g.record(v, e, rules.ActionDrop, "", nil, copiesNote(v))
+			log.Info("decision", "decision", rules.ActionDrop, "copies", clients)
+			discarded = append(discarded, id)
+			continue
+		case rules.ActionReject:
+			g.count("rejected", v)
+			g.record(v, e, rules.ActionReject, "", nil, v.RejectText+"; "+copiesNote(v))
+			log.Info("decision", "decision", rules.ActionReject, "copies", clients)
+			if rejected == nil {
+				rejected = v
+			}
+			continue
+		}
+		vb, err := encodeVerdict(v)
+		if err != nil {
+			log.Error("encode verdict", "err", err)
+			g.count("error", nil)
+			return Reply{451, [3]int{4, 3, 0}, "Temporary failure while storing the message; please retry"}
+		}
+		entries = append(entries, &store.SpoolEntry{ID: id, Received: env.Received, MailFrom: env.MailFrom, RcptTo: grp,
+			RemoteIP: ipString(env), Helo: env.Helo, Decision: vb, Raw: raw})
+		dedupes = append(dedupes, DedupeKey(a.MessageID, raw, grp, v.Client))
+		queued = append(queued, v)
+	}
+	if len(entries) == 0 {
+		if rejected != nil {
+			return Reply{550, [3]int{5, 7, 1}, fmt.Sprintf("%s (id %s)", rejected.RejectText, rejected.ID)}
+		}
+		return Reply{250, [3]int{2, 0, 0}, fmt.Sprintf("Accepted as %s and discarded for every client (nothing queued)", strings.Join(discarded, ", "))}
+	}
+	res, err := g.db.AcceptAll(entries, dedupes)
+	if err != nil {
+		g.log.Error("spool write failed; the sender will retry", "err", err, "copies", clients)
+		g.count("error", nil)
+		return Reply{451, [3]int{4, 3, 0}, "Temporary failure while storing the message; please retry"}
+	}
+	var ids []string
+	dups := 0
+	for i, r := range res {
+		names = append(names, queued[i].Client)
+		if r.Dup {
+			g.count("duplicate", nil)
+			ids = append(ids, r.OrigID)
+			dups++
+			continue
+		}
+		g.count("queued", queued[i])
+		ids = append(ids, entries[i].ID)
+	}
+	if dups == len(res) {
+		return Reply{250, [3]int{2, 0, 0}, fmt.Sprintf("Already queued as %s (duplicate delivery ignored)", strings.Join(ids, ", "))}
+	}
+	wake(g.spoolWake)
+	return Reply{250, [3]int{2, 0, 0}, fmt.Sprintf("Queued as %s (one per client: %s)", strings.Join(ids, ", "), strings.Join(names, ", "))}
 }
 
 func (g *Gateway) count(outcome string, v *Verdict) {
@@ -600,6 +699,9 @@ func ProcessVerdict(tx *store.Tx, eng *incident.Engine, s *Snapshot, e *store.Sp
 	detail := out.Detail
 	if len(ev.Withheld) > 0 {
 		detail = strings.TrimPrefix(detail+"; attachments not uploaded: "+strings.Join(ev.Withheld, "; "), "; ")
+	}
+	if note := copiesNote(&v); note != "" {
+		detail = strings.TrimPrefix(detail+"; "+note, "; ")
 	}
 	return r, tx.AddAudit(auditEntry(&v, e.MailFrom, rcpt, e.RemoteIP, e.Received, out.Decision, out.Effect, out.Incident, detail))
 }

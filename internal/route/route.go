@@ -27,16 +27,55 @@ type Router struct {
 // New returns a Router over cfg.
 func New(cfg *config.Config) *Router { return &Router{cfg: cfg} }
 
+// byRecipient returns the client whose recipients include rc, or "".
+func (r *Router) byRecipient(rc string) string {
+	rc = strings.ToLower(strings.TrimSpace(rc))
+	for _, c := range r.cfg.Clients {
+		if slices.Contains(c.Recipients, rc) {
+			return c.Name
+		}
+	}
+	return ""
+}
+
+// SplitByClient groups the envelope recipients of one mail by the client
+// each belongs to, in RCPT order of each client's first recipient, when
+// they belong to two clients or more; recipients of no client go with the
+// first group. It returns nil when there is at most one client among them:
+// then the mail is decided once, as ByEnvelope routes it. One mail to two
+// clients' addresses is two alerts, one for each (issue 14).
+func (r *Router) SplitByClient(rcpts []string) (groups [][]string, clients []string) {
+	idx := map[string]int{}
+	var none []string
+	for _, rc := range rcpts {
+		c := r.byRecipient(rc)
+		if c == "" {
+			none = append(none, rc)
+			continue
+		}
+		i, ok := idx[c]
+		if !ok {
+			i = len(groups)
+			idx[c] = i
+			groups = append(groups, nil)
+			clients = append(clients, c)
+		}
+		groups[i] = append(groups[i], rc)
+	}
+	if len(groups) < 2 {
+		return nil, nil
+	}
+	groups[0] = append(groups[0], none...)
+	return groups, clients
+}
+
 // ByEnvelope finds the client of a message from its recipients (in RCPT
 // order) and then its senders (envelope and header). It returns "" when
 // none matches; the rules may still name a device that does.
 func (r *Router) ByEnvelope(rcpts []string, senders ...string) string {
 	for _, rc := range rcpts {
-		rc = strings.ToLower(strings.TrimSpace(rc))
-		for _, c := range r.cfg.Clients {
-			if slices.Contains(c.Recipients, rc) {
-				return c.Name
-			}
+		if c := r.byRecipient(rc); c != "" {
+			return c
 		}
 	}
 	for _, s := range senders {

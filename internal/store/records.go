@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -121,42 +122,75 @@ func decodeSpool2(seq uint64, v []byte) (*SpoolEntry, int) {
 	return e, start
 }
 
-// Accept spools e, unless dedupe (a hash of Message-ID and body) was seen
-// before: then it returns the id the message was first accepted under and
-// dup = true. It returns only after the commit, so the caller may answer 250.
+// Accept spools e, unless dedupe (a hash identifying the message, see
+// gateway.DedupeKey) was seen before: then it returns the id the message
+// was first accepted under and dup = true. It returns only after the
+// commit, so the caller may answer 250.
 func (d *DB) Accept(e *SpoolEntry, dedupe []byte) (origID string, dup bool, err error) {
-	val, err := encodeSpool(e)
+	res, err := d.AcceptAll([]*SpoolEntry{e}, [][]byte{dedupe})
 	if err != nil {
 		return "", false, err
 	}
-	defer func() { d.health.record(err, len(val)) }()
+	return res[0].OrigID, res[0].Dup, nil
+}
+
+// Accepted is what became of one entry given to AcceptAll.
+type Accepted struct {
+	OrigID string // when Dup: the id it was first accepted under
+	Dup    bool
+}
+
+// AcceptAll spools several entries (the per-client copies of one mail) in
+// one transaction: all of them or none, so one SMTP reply can answer for
+// all. dedupes[i] belongs to entries[i].
+func (d *DB) AcceptAll(entries []*SpoolEntry, dedupes [][]byte) (res []Accepted, err error) {
+	vals := make([][]byte, len(entries))
+	size := 0
+	for i, e := range entries {
+		if i > 0 {
+			// encodeSpool appends into Raw's spare capacity, and the
+			// per-client copies of a mail share one Raw: the second would
+			// overwrite the first's header. Give the others their own.
+			c := *e
+			c.Raw = slices.Clip(e.Raw)
+			e = &c
+		}
+		if vals[i], err = encodeSpool(e); err != nil {
+			return nil, err
+		}
+		size += len(vals[i])
+	}
+	defer func() { d.health.record(err, size) }()
 	if err := d.health.injected(); err != nil {
-		return "", false, err
+		return nil, err
 	}
 	err = d.Batch(func(tx *Tx) error {
-		origID, dup = "", false // Batch may run this function again
-		seen := tx.b(bSeen)
-		if len(dedupe) > 0 {
-			if v := seen.Get(dedupe); len(v) > 8 {
-				origID, dup = string(v[8:]), true
-				return nil
+		res = make([]Accepted, len(entries)) // Batch may run this function again
+		seen, sp := tx.b(bSeen), tx.b(bSpool)
+		for i, e := range entries {
+			dedupe := dedupes[i]
+			if len(dedupe) > 0 {
+				if v := seen.Get(dedupe); len(v) > 8 {
+					res[i] = Accepted{OrigID: string(v[8:]), Dup: true}
+					continue
+				}
 			}
-		}
-		sp := tx.b(bSpool)
-		seq, err := sp.NextSequence()
-		if err != nil {
-			return err
-		}
-		if err := sp.Put(u64(seq), val); err != nil {
-			return err
-		}
-		if len(dedupe) > 0 {
-			sv := append(u64(uint64(e.Received.UnixNano())), e.ID...)
-			return seen.Put(dedupe, sv)
+			seq, err := sp.NextSequence()
+			if err != nil {
+				return err
+			}
+			if err := sp.Put(u64(seq), vals[i]); err != nil {
+				return err
+			}
+			if len(dedupe) > 0 {
+				if err := seen.Put(dedupe, append(u64(uint64(e.Received.UnixNano())), e.ID...)); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
-	return origID, dup, err
+	return res, err
 }
 
 // CorruptSpoolError is a spool record that cannot be decoded (a damaged

@@ -246,3 +246,27 @@ func TestLongKeysAreBounded(t *testing.T) {
 		return nil
 	})
 }
+
+// TestAcceptAllCopiesShareRaw spools two copies of one mail whose Raw has
+// spare capacity (as the SMTP side hands it over): each must keep its own
+// header.
+func TestAcceptAllCopiesShareRaw(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	defer db.Close()
+	raw := make([]byte, 0, 4096)
+	raw = append(raw, "Subject: x\r\n\r\nbody\r\n"...)
+	a := &SpoolEntry{ID: "a", RcptTo: []string{"a@x"}, Received: time.Now(), Raw: raw}
+	b := &SpoolEntry{ID: "b", RcptTo: []string{"b@x"}, Received: time.Now(), Raw: raw}
+	res, err := db.AcceptAll([]*SpoolEntry{a, b}, [][]byte{[]byte("ka"), []byte("kb")})
+	if err != nil || len(res) != 2 || res[0].Dup || res[1].Dup {
+		t.Fatalf("AcceptAll: %+v, %v", res, err)
+	}
+	_ = db.View(func(tx *Tx) error {
+		got, err := tx.SpoolHead(10)
+		if err != nil || len(got) != 2 || got[0].ID != "a" || got[1].ID != "b" || got[0].RcptTo[0] != "a@x" ||
+			string(got[0].Raw) != string(raw) || string(got[1].Raw) != string(raw) {
+			t.Fatalf("spool: %v %+v", err, got)
+		}
+		return nil
+	})
+}
