@@ -15,6 +15,7 @@ import (
 	"psagate/internal/psa"
 	"psagate/internal/psa/autotask"
 	atfake "psagate/internal/psa/autotask/fake"
+	cwfake "psagate/internal/psa/connectwise/fake"
 	"psagate/internal/route"
 	"psagate/internal/testutil"
 )
@@ -170,5 +171,46 @@ func TestAutotaskServerFault500IsRetried(t *testing.T) {
 	}
 	if fk.PendingFaults() != 0 {
 		t.Error("the fault was never met")
+	}
+}
+
+// The sample flows on a strict ConnectWise board that requires the ticket
+// address and location: the configured values reach every ticket.
+// TestSamplesOnConnectWise runs the same flows on a permissive board.
+func TestSamplesOnStrictConnectWise(t *testing.T) {
+	for _, set := range testutil.SampleSets(t) {
+		t.Run(filepath.Base(filepath.Dir(set))+"/"+filepath.Base(set), func(t *testing.T) {
+			c := cwfake.DefaultConfig()
+			for i := range c.Boards {
+				if c.Boards[i].Name == "Backup Alerts" {
+					c.Boards[i].Required = []string{"addressLine1", "city", "zip", "country", "location"}
+				}
+			}
+			fk := cwfake.Start(c)
+			defer fk.Close()
+			s := fk.Settings()
+			s["connectwise.company"] = "PVC01"
+			s["connectwise.address_line1"] = "1 Harbor Way"
+			s["connectwise.city"] = "Tampa"
+			s["connectwise.state"] = "FL"
+			s["connectwise.zip"] = "33602"
+			s["connectwise.country"] = "United States"
+			s["connectwise.location"] = "Tampa Office"
+			h := startApp(t, withPSA(t, t.TempDir(), psaTOML("psa", s), ""), Options{})
+			rows := testutil.ReadExpected(t, set)
+			sendRows(t, h, set, rows)
+			checkAgainstExpected(t, set, rows, cwTickets(fk))
+			tks := fk.Tickets()
+			if len(tks) == 0 {
+				t.Fatal("no tickets")
+			}
+			for _, tk := range tks {
+				if tk.AddressLine1 != "1 Harbor Way" || tk.City != "Tampa" || tk.StateIdentifier != "FL" || tk.Zip != "33602" ||
+					tk.CountryID != 1 || tk.LocationID != 2 {
+					t.Errorf("ticket %d address = %q %q %q %q country %d location %d", tk.ID, tk.AddressLine1, tk.City,
+						tk.StateIdentifier, tk.Zip, tk.CountryID, tk.LocationID)
+				}
+			}
+		})
 	}
 }

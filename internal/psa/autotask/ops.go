@@ -181,13 +181,17 @@ func (j *job) ticketBody(ctx context.Context, t psa.Ticket, ext string) (map[str
 	if title == "" {
 		title = "psagate alert"
 	}
+	maxT, maxD := maxTitle, maxDescription
+	if fs, err := j.fields(ctx, "Tickets", false); err == nil {
+		maxT, maxD = fs.length("title", maxTitle), fs.length("description", maxDescription)
+	}
 	body := map[string]any{
 		"companyID": company,
-		"title":     cut(title, maxTitle, "…"),
+		"title":     cut(title, maxT, "…"),
 	}
 	if d := sanitize.Text(t.Description); d != "" {
-		if n := units(d); n > maxDescription {
-			d = cut(d, maxDescription, fmt.Sprintf("\n\n[… cut by psagate: the alert text has %d characters, Autotask keeps %d]", n, maxDescription))
+		if n := units(d); n > maxD {
+			d = cut(d, maxD, fmt.Sprintf("\n\n[… cut by psagate: the alert text has %d characters, Autotask keeps %d]", n, maxD))
 		}
 		body["description"] = d
 	}

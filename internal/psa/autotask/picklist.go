@@ -36,6 +36,18 @@ type fieldSet struct {
 	fields []fieldMeta
 }
 
+// length is the length the tenant gives field name, when it is shorter
+// than def (a tenant may shorten a field; psagate then cuts to fit rather
+// than have the create refused).
+func (fs *fieldSet) length(name string, def int) int {
+	for _, f := range fs.fields {
+		if strings.EqualFold(f.Name, name) && f.Length > 0 && f.Length < def {
+			return f.Length
+		}
+	}
+	return def
+}
+
 // fieldMeta is what psa test needs to know of a field.
 type fieldMeta struct {
 	Name     string

@@ -165,3 +165,17 @@ func TestVersionFallsBackToARead(t *testing.T) {
 		t.Errorf("Probe with a wrong secret: %v", err)
 	}
 }
+
+// A tenant that shortens the title gets titles cut to its length (read
+// from the fields metadata), not a refused create.
+func TestTenantFieldLengthIsRespected(t *testing.T) {
+	e := newEnv(t, func(c *fake.Config) { c.FieldLengths = map[string]int{"title": 40, "description": 100} }, nil)
+	long := psa.Ticket{Summary: strings.Repeat("Backup failed on PVC-SRV-DB2 ", 5), Description: strings.Repeat("x", 500), ExternalRef: "len-1"}
+	tk := e.ticket(e.mustCreate(e.s, long))
+	if n := len([]rune(tk.Title)); n != 40 || !strings.HasSuffix(tk.Title, "…") {
+		t.Errorf("title %q (%d characters), want 40 ending in …", tk.Title, n)
+	}
+	if n := len([]rune(tk.Description)); n != 100 || !strings.Contains(tk.Description, "Autotask keeps 100") {
+		t.Errorf("description (%d characters) %q", n, tk.Description)
+	}
+}

@@ -188,6 +188,8 @@ func (p *Provider) Test(ctx context.Context, s psa.Settings, out io.Writer) erro
 		} else {
 			r.ok("status", fmt.Sprintf("%s = #%d", st.Name, st.ID))
 		}
+		refs := map[string]*idRef{}
+		resolvedAll := true
 		for _, x := range []struct{ step, setting, value, sub string }{
 			{"type", "connectwise.type", cfg.typ, "types"},
 			{"subtype", "connectwise.subtype", cfg.subtype, "subtypes"},
@@ -199,8 +201,17 @@ func (p *Provider) Test(ctx context.Context, s psa.Settings, out io.Writer) erro
 			}
 			if e, err := cl.resolveOnBoard(ctx, x.setting, x.value, board, x.sub); err != nil {
 				r.fail(x.step, err)
+				resolvedAll = false
 			} else {
 				r.ok(x.step, fmt.Sprintf("%s = #%d", e.Name, e.ID))
+				refs[x.step] = &idRef{e.ID}
+			}
+		}
+		if resolvedAll && refs["type"] != nil && (refs["subtype"] != nil || refs["item"] != nil) {
+			if err := cl.checkCombination(ctx, board, refs["type"], refs["subtype"], refs["item"], [3]string{cfg.typ, cfg.subtype, cfg.item}); err != nil {
+				r.fail("type/subtype/item", err)
+			} else {
+				r.ok("type/subtype/item", "a combination the board allows")
 			}
 		}
 		if st, err := cl.closedStatus(ctx, board); err != nil {

@@ -128,6 +128,7 @@ func TestTestButtonSuccess(t *testing.T) {
 		"ok   type: Backup = #201",
 		"ok   subtype: Failure = #301",
 		"ok   item: Server = #401",
+		"ok   type/subtype/item: a combination the board allows",
 		`ok   closed status: not set: closing uses the board's first closed status "Closed" = #103`,
 		"ok   priority: Priority 3 - Normal Response = #4",
 		"Connection Succeeded",

@@ -88,10 +88,11 @@ type conn struct {
 	lists     map[string][]entity // list path+query -> rows, for name resolution
 	companies map[string]entity   // lower-case identifier -> company
 	contacts  map[int][]entity    // company id -> contacts
+	assocs    map[int][]assocRow  // board id -> type/subtype/item combinations
 }
 
 func newConn() *conn {
-	return &conn{lists: map[string][]entity{}, companies: map[string]entity{}, contacts: map[int][]entity{}}
+	return &conn{lists: map[string][]entity{}, companies: map[string]entity{}, contacts: map[int][]entity{}, assocs: map[int][]assocRow{}}
 }
 
 // forget drops the name caches, so the next call re-reads them. Used after a
@@ -101,6 +102,7 @@ func (cn *conn) forget() {
 	cn.lists = map[string][]entity{}
 	cn.companies = map[string]entity{}
 	cn.contacts = map[int][]entity{}
+	cn.assocs = map[int][]assocRow{}
 	cn.mu.Unlock()
 }
 

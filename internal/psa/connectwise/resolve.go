@@ -346,6 +346,84 @@ type ticketRefs struct {
 	Country, Location                                              *idRef
 }
 
+// assocRow is one valid type/subtype/item combination of a board.
+type assocRow struct {
+	Type    *assocRef `json:"type"`
+	SubType *assocRef `json:"subType"`
+	Item    *assocRef `json:"item"`
+}
+
+type assocRef struct {
+	ID   int    `json:"id"`
+	Name string `json:"name"`
+}
+
+func (r *assocRef) id() int {
+	if r == nil {
+		return 0
+	}
+	return r.ID
+}
+
+// checkCombination checks that type, subtype and item form a combination
+// the board allows (GET /service/boards/{id}/typeSubTypeItemAssociations,
+// the endpoint christaylorcodes/ConnectWiseManageAPI issue #20 uses to find
+// a board's items). A board that lists no combination for the type is not
+// judged. The combinations are cached like the names.
+func (c *call) checkCombination(ctx context.Context, board entity, typ, sub, item *idRef, names [3]string) error {
+	if typ == nil || (sub == nil && item == nil) {
+		return nil
+	}
+	c.cn.mu.Lock()
+	rows, ok := c.cn.assocs[board.ID]
+	c.cn.mu.Unlock()
+	if !ok {
+		var err error
+		rows, err = getAll[assocRow](ctx, c, boardPath(board, "typeSubTypeItemAssociations"), nil)
+		if err != nil {
+			return err
+		}
+		c.cn.mu.Lock()
+		c.cn.assocs[board.ID] = rows
+		c.cn.mu.Unlock()
+	}
+	subID, itemID := 0, 0
+	if sub != nil {
+		subID = sub.ID
+	}
+	if item != nil {
+		itemID = item.ID
+	}
+	var forType []string
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if r.Type.id() != typ.ID {
+			continue
+		}
+		if r.SubType.id() == subID && (itemID == 0 || r.Item.id() == itemID) {
+			return nil
+		}
+		if r.SubType != nil && !seen[r.SubType.Name] {
+			seen[r.SubType.Name] = true
+			forType = append(forType, strconv.Quote(r.SubType.Name))
+		}
+	}
+	if len(forType) == 0 && len(seen) == 0 {
+		hasType := false
+		for _, r := range rows {
+			hasType = hasType || r.Type.id() == typ.ID
+		}
+		if !hasType {
+			return nil
+		}
+	}
+	e := c.errorf(psa.Permanent, fmt.Sprintf("connectwise.type %q, connectwise.subtype %q and connectwise.item %q are not a combination board %q allows; subtypes of type %q there: %s",
+		names[0], names[1], names[2], board.label(), names[0], strings.Join(forType, ", ")))
+	e.Field = "connectwise.subtype"
+	e.Reason = psa.ReasonValidation
+	return e
+}
+
 // resolveCountry resolves connectwise.country (a name or an id).
 func (c *call) resolveCountry(ctx context.Context) (entity, error) {
 	return c.resolveIn(ctx, "connectwise.country", c.cfg.country, "countries", "/company/countries", nil)
@@ -394,6 +472,9 @@ func (c *call) resolveTicket(ctx context.Context) (ticketRefs, error) {
 				return r, err
 			}
 			*s.out = &idRef{e.ID}
+		}
+		if err := c.checkCombination(ctx, board, r.Type, r.SubType, r.Item, [3]string{c.cfg.typ, c.cfg.subtype, c.cfg.item}); err != nil {
+			return r, err
 		}
 	}
 	if c.cfg.priority != "" {

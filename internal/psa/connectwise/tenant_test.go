@@ -93,3 +93,29 @@ func TestServerErrorIsTransientAndBadRequestValidation(t *testing.T) {
 		t.Errorf("500: %+v", pe)
 	}
 }
+
+// A board that allows only some type/subtype combinations: psa test and
+// the create both refuse another one, naming the valid subtypes.
+func TestBoardTypeSubtypeCombination(t *testing.T) {
+	e := newEnv(t, func(c *fake.Config) {
+		for i := range c.Boards {
+			if c.Boards[i].ID == 12 {
+				c.Boards[i].Associations = []fake.Association{{Type: 201, SubType: 301}, {Type: 202, SubType: 302}}
+			}
+		}
+	})
+	var out bytes.Buffer
+	if err := e.p.Test(context.Background(), e.st, &out); err != nil || !strings.Contains(out.String(), "a combination the board allows") {
+		t.Fatalf("Backup/Failure: %v\n%s", err, out.String())
+	}
+	e.create(t)
+	e.st["connectwise.subtype"] = "Warning"
+	out.Reset()
+	if err := e.p.Test(context.Background(), e.st, &out); err == nil || !strings.Contains(out.String(), `subtypes of type "Backup" there: "Failure"`) {
+		t.Errorf("Backup/Warning passed the test:\n%s", out.String())
+	}
+	_, err := e.p.Create(context.Background(), e.call(false), psa.Ticket{Summary: "x", ExternalRef: "psagate:combo"})
+	if pe := asPSAError(t, err); pe.Kind != psa.Permanent || pe.Field != "connectwise.subtype" {
+		t.Errorf("create: %+v", pe)
+	}
+}

@@ -115,6 +115,33 @@ type Board struct {
 	// a create without one is refused with MissingRequiredField. The API
 	// does not publish this list, so a client learns it only by the 400.
 	Required []string
+	// Associations are the board's valid type/subtype/item combinations
+	// (/service/boards/{id}/typeSubTypeItemAssociations); a ticket must use
+	// one of them. Nil: every combination of Types, SubTypes and Items is
+	// valid.
+	Associations []Association
+}
+
+// Association is one valid type/subtype/item combination of a board; 0
+// means "none" for SubType and Item.
+type Association struct{ Type, SubType, Item int }
+
+// associations returns b's combinations, all of them when none are set.
+func (b *Board) associations() []Association {
+	if b.Associations != nil {
+		return b.Associations
+	}
+	var out []Association
+	for _, t := range b.Types {
+		out = append(out, Association{Type: t.ID})
+		for _, st := range b.SubTypes {
+			out = append(out, Association{Type: t.ID, SubType: st.ID})
+			for _, it := range b.Items {
+				out = append(out, Association{Type: t.ID, SubType: st.ID, Item: it.ID})
+			}
+		}
+	}
+	return out
 }
 
 // Status is a board status.

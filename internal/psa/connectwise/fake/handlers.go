@@ -487,6 +487,19 @@ func (s *Server) listBoardSub(count bool) http.HandlerFunc {
 				items = append(items, map[string]any{"id": t.ID, "name": t.Name, "inactiveFlag": t.Inactive,
 					"typeAssociationIds": ids, "board": bref, "_info": map[string]any{}})
 			}
+		case "typeSubTypeItemAssociations":
+			ref := func(list []Named, id int) any {
+				for _, n := range list {
+					if n.ID == id {
+						return map[string]any{"id": n.ID, "name": n.Name, "_info": map[string]any{}}
+					}
+				}
+				return nil
+			}
+			for i, a := range b.associations() {
+				items = append(items, map[string]any{"id": i + 1, "type": ref(b.Types, a.Type),
+					"subType": ref(b.SubTypes, a.SubType), "item": ref(b.Items, a.Item), "board": bref, "_info": map[string]any{}})
+			}
 		case "items":
 			for _, t := range b.Items {
 				items = append(items, map[string]any{"id": t.ID, "name": t.Name, "inactiveFlag": t.Inactive,
@@ -832,6 +845,18 @@ func (s *Server) createTicket(w http.ResponseWriter, r *http.Request) {
 			notFound(x.field, fmt.Sprintf("%s %s not found", x.what, x.in.describe()))
 		} else {
 			*x.out = n.ID
+		}
+	}
+	if board != nil && t.TypeID != 0 && (t.SubTypeID != 0 || t.ItemID != 0) {
+		ok := false
+		for _, a := range board.associations() {
+			if a.Type == t.TypeID && a.SubType == t.SubTypeID && (t.ItemID == 0 || a.Item == t.ItemID) {
+				ok = true
+			}
+		}
+		if !ok {
+			errs = append(errs, apiError{Code: "InvalidObject", Field: "subType",
+				Message: fmt.Sprintf("The type/subtype/item combination %d/%d/%d is not valid for Service Board %d.", t.TypeID, t.SubTypeID, t.ItemID, board.ID)})
 		}
 	}
 	if board != nil {
