@@ -51,7 +51,8 @@ FUZZ_TARGETS := \
 	./internal/sanitize:FuzzLine \
 	./internal/smtpd:FuzzSession \
 	./internal/smtpd:FuzzFoldLongLines \
-	./internal/mailbox:FuzzSplitMbox
+	./internal/mailbox:FuzzSplitMbox \
+	./internal/store:FuzzStateCheck
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
