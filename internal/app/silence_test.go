@@ -228,3 +228,45 @@ func TestRefusedMailIsAudited(t *testing.T) {
 		return len(es) == 1 && es[0].Effect == "network" && es[0].RemoteIP == "127.0.0.1" && strings.HasPrefix(es[0].Detail, "554")
 	})
 }
+
+// TestStormE2E: 100 repeats of one failure within an hour, over SMTP, give
+// the ticket at most max_notes_per_hour notes, and one summary note when
+// the hour ends (a timer on the injected clock).
+func TestStormE2E(t *testing.T) {
+	clock := &lagClock{lag: 24 * time.Hour}
+	h := startApp(t, baseConfig(t, t.TempDir(), "[incidents]\nmax_notes_per_hour = 3\n"), Options{Now: clock.Now})
+	for i := range 101 {
+		r := testutil.SendMail(t, h.app.SMTPAddr(), "bdr1@pinecrest-vet.example", []string{"pinecrest@alerts.example.net"}, pvcMail("Failed Backup: PVC-SRV-9", i))
+		if !strings.HasPrefix(r, "250") {
+			t.Fatal(r)
+		}
+	}
+	waitFor(t, "the spool and outbox to drain", 30*time.Second, func() bool { return idle(h.app.DB) })
+	if c, n := h.psaOps("create", ""), h.psaOps("note", ""); c != 1 || n != 3 {
+		t.Fatalf("during the storm: %d creates, %d notes; want 1 and 3 (max_notes_per_hour)", c, n)
+	}
+	throttled, _ := ReadAudit(h.app.DB, AuditFilter{Limit: 1000})
+	nt := 0
+	for _, e := range throttled {
+		if e.Effect == string(incident.EffectThrottled) {
+			nt++
+		}
+	}
+	if nt != 97 {
+		t.Fatalf("%d repeats audited as throttled, want 97", nt)
+	}
+	clock.Advance(time.Hour + time.Minute)
+	if _, err := h.app.Gateway.FireTimers(clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the summary note", 20*time.Second, func() bool { return idle(h.app.DB) })
+	var summary []string
+	for _, l := range logLines(t, h.out) {
+		if l.Op == "note" && strings.Contains(l.Text, "more failures between") {
+			summary = append(summary, l.Text)
+		}
+	}
+	if h.psaOps("note", "") != 4 || len(summary) != 1 || !strings.HasPrefix(summary[0], "97 more failures between ") {
+		t.Fatalf("after the hour: %d notes, summaries %q", h.psaOps("note", ""), summary)
+	}
+}
