@@ -199,6 +199,19 @@ func (r *Router) resolve(client, device string, overrides map[string]string, rul
 	s := psa.Settings{}
 	from := map[string]string{}
 	apply := func(layer psa.Settings, label string) {
+		// A table setting given as one value (autotask.note_publish =
+		// "Internal Only") replaces the per-entry values of the layers
+		// below, as any value replaces a lower one.
+		for k := range layer {
+			if prov, key, ok := strings.Cut(k, "."); ok && !strings.Contains(key, ".") && psa.IsTableSetting(prov, key) {
+				for old := range s {
+					if strings.HasPrefix(old, k+".") {
+						delete(s, old)
+						delete(from, old)
+					}
+				}
+			}
+		}
 		for k, v := range layer {
 			s[k] = v
 			from[k] = label
