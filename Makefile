@@ -52,7 +52,8 @@ FUZZ_TARGETS := \
 	./internal/smtpd:FuzzSession \
 	./internal/smtpd:FuzzFoldLongLines \
 	./internal/mailbox:FuzzSplitMbox \
-	./internal/store:FuzzStateCheck
+	./internal/store:FuzzStateCheck \
+	./internal/psa/autotask:FuzzClassify
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

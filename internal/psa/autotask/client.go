@@ -228,6 +228,9 @@ func envelope(body []byte) []string {
 var (
 	// "dueDateTime is required.; on record number [0]." (WYRE-AI/autotask-mcp#288)
 	fieldRe0 = regexp.MustCompile(`^\s*([A-Za-z][A-Za-z0-9]*) is required`)
+	// A user-defined field names itself with spaces: "User defined field
+	// Backup Vault is required." (the wording is modelled, see the fake).
+	udfRe    = regexp.MustCompile(`(?i)user[- ]defined field "?([^".;]+?)"? (?:is required|does not exist|exceeds)`)
 	fieldRe1 = regexp.MustCompile(`(?i)\bfield:?\s+([A-Za-z][A-Za-z0-9]*)`)
 	fieldRe2 = regexp.MustCompile(`(?i)\bfor\s+([a-z][A-Za-z0-9]*)\s*\.`)
 	// validationRe recognises the messages of a refused value or a missing
@@ -255,6 +258,9 @@ var settingOfField = map[string]string{
 }
 
 func fieldOf(msg string) string {
+	if m := udfRe.FindStringSubmatch(msg); m != nil {
+		return "autotask.fields." + m[1]
+	}
 	var name string
 	if m := fieldRe0.FindStringSubmatch(msg); m != nil {
 		name = m[1]

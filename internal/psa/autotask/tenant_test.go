@@ -66,8 +66,12 @@ func TestStrictTenantMissingSettingIsPredictedAndNamed(t *testing.T) {
 			if pe.Kind != psa.Permanent || pe.Reason != psa.ReasonValidation || !strings.Contains(pe.Error(), tt.field) {
 				t.Errorf("create: kind %v reason %q: %v", pe.Kind, pe.Reason, pe)
 			}
-			if strings.HasPrefix(tt.key, "autotask.") && tt.key != "autotask.fields" && pe.Field != tt.key {
-				t.Errorf("field = %q, want %q", pe.Field, tt.key)
+			want := tt.key
+			if want == "autotask.fields" {
+				want = "autotask.fields." + tt.field
+			}
+			if pe.Field != want {
+				t.Errorf("field = %q, want %q", pe.Field, want)
 			}
 		})
 	}
