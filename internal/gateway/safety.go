@@ -27,10 +27,15 @@ import (
 // is false for the default action.
 func (s *Snapshot) safetyCheck(v *Verdict, a *message.Alert, th *rules.Then, ruleDecided bool, vars map[string]string) string {
 	var why []string
-	if ruleDecided && (v.Action == rules.ActionTicket || v.Action == rules.ActionNote || v.Action == rules.ActionClose) &&
-		s.Router.SenderPinned(v.Client, a.MailFrom, a.From) {
-		why = append(why, fmt.Sprintf("sender %s is not one of client %s's senders (look-alike or unknown sender)",
-			senderOf(a), v.Client))
+	if ruleDecided && (v.Action == rules.ActionTicket || v.Action == rules.ActionNote || v.Action == rules.ActionClose) {
+		if s.Router.SenderPinned(v.Client, a.MailFrom, a.From) {
+			why = append(why, fmt.Sprintf("sender %s is not one of client %s's senders (look-alike or unknown sender)",
+				senderOf(a), v.Client))
+		} else if c, p := s.lookAlike(a); c != "" {
+			// Routed to another client (or none), but imitating a pinned
+			// sender: the pin must not end where the routing does.
+			why = append(why, fmt.Sprintf("sender %s looks like client %s's sender %s (look-alike domain)", senderOf(a), c, p))
+		}
 	}
 	if v.Action != rules.ActionClose && v.Action != rules.ActionDrop {
 		return strings.Join(why, "; ")
@@ -53,6 +58,16 @@ func (s *Snapshot) safetyCheck(v *Verdict, a *message.Alert, th *rules.Then, rul
 		why = append(why, fmt.Sprintf("the key %q names no device or job", v.Key))
 	}
 	return strings.Join(why, "; ")
+}
+
+// lookAlike checks the envelope sender and the From address.
+func (s *Snapshot) lookAlike(a *message.Alert) (client, pinned string) {
+	for _, addr := range []string{a.From, a.MailFrom} {
+		if c, p := s.Router.LookAlike(addr); c != "" {
+			return c, p
+		}
+	}
+	return "", ""
 }
 
 // keyHasSubject reports whether the key of a close names the device or job

@@ -125,16 +125,22 @@ func TestSafetyChecks(t *testing.T) {
 			rules.ActionQuarantine, "is not one of client pinecrest's senders"},
 		{"pinned vendor address", "alerts@datto.com", dattoMail("alerts@datto.com", pcRcpt, badSubject, "", badBody), rules.ActionTicket, ""},
 		{"pinned envelope, other header From", siris, dattoMail("noreply@datto.net", pcRcpt, badSubject, "", badBody), rules.ActionTicket, ""},
-		{"client without senders pins nothing", "alerts@datt0.com",
-			dattoMail("alerts@datt0.com", "open@alerts.example.net", badSubject, "", badBody), rules.ActionTicket, ""},
+		{"client without senders, real sender", "alerts@example.com",
+			dattoMail("alerts@example.com", "open@alerts.example.net", badSubject, "", badBody), rules.ActionTicket, ""},
+		{"look-alike of a pinned sender routed to another client", "alerts@datt0.com",
+			dattoMail("alerts@datt0.com", "open@alerts.example.net", badSubject, "", badBody), rules.ActionQuarantine,
+			"sender alerts@datt0.com looks like client pinecrest's sender alerts@datto.com (look-alike domain)"},
+		{"look-alike routed to no client", "alerts@datto-backup.com.evil",
+			dattoMail("alerts@datto-backup.com.evil", "nobody@alerts.example.net", badSubject, "", badBody), rules.ActionQuarantine,
+			"looks like client pinecrest's sender alerts@datto.com"},
 		{"unknown mail of a pinned client keeps the default action", "someone@elsewhere.example",
 			dattoMail("someone@elsewhere.example", pcRcpt, "hello", "", "hi"), rules.ActionTicket, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := message.Envelope{MailFrom: tt.mailFrom, RcptTo: []string{pcRcpt}}
-			if strings.Contains(string(tt.raw), "To: open@") {
-				env.RcptTo = []string{"open@alerts.example.net"}
+			if i := strings.Index(string(tt.raw), "\r\nTo: "); i >= 0 {
+				env.RcptTo = []string{strings.SplitN(string(tt.raw)[i+6:], "\r\n", 2)[0]}
 			}
 			v, _, _ := s.Decide("id", tt.raw, env)
 			if v.Action != tt.action {

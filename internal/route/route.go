@@ -14,6 +14,7 @@ import (
 	"psagate/internal/config"
 	"psagate/internal/glob"
 	"psagate/internal/psa"
+	"psagate/internal/suggest"
 )
 
 // DefaultClient is the client name of messages that match no [[client]].
@@ -255,4 +256,70 @@ func ClientName(c string) string {
 		return DefaultClient
 	}
 	return c
+}
+
+// LookAlike finds the pinned sender that addr imitates: a client lists
+// senders, addr matches none of any client's, and addr's domain looks
+// like a pinned domain without being it or one of its subdomains. It
+// returns the client and the pinned sender, or "", "". A look-alike routed
+// to no client (or to another one) would otherwise escape the pin.
+func (r *Router) LookAlike(addr string) (client, pinned string) {
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 || at == len(addr)-1 {
+		return "", ""
+	}
+	for _, c := range r.cfg.Clients {
+		for _, want := range c.Senders {
+			if matchSender(want, addr) {
+				return "", "" // a known sender of some client
+			}
+		}
+	}
+	dom := addr[at+1:]
+	for _, c := range r.cfg.Clients {
+		for _, want := range c.Senders {
+			i := strings.LastIndexByte(want, '@')
+			if i < 0 || i == len(want)-1 {
+				continue
+			}
+			if looksLike(dom, want[i+1:]) {
+				return c.Name, want
+			}
+		}
+	}
+	return "", ""
+}
+
+// looksLike reports whether domain d imitates the pinned domain p: the
+// same letters with digits for look-alike letters (datt0.com), p followed
+// by more (datto.com.evil, datto.com-alerts.example), p's name as a word
+// of another name (datto-backup.com), or p's name one letter off
+// (dattto.com). p itself and its subdomains are p's own.
+func looksLike(d, p string) bool {
+	if d == p || strings.HasSuffix(d, "."+p) {
+		return false
+	}
+	if skeleton(d) == skeleton(p) {
+		return true
+	}
+	if strings.HasPrefix(d, p) && (d[len(p)] == '.' || d[len(p)] == '-') {
+		return true
+	}
+	dl, drest, _ := strings.Cut(d, ".")
+	pl, prest, _ := strings.Cut(p, ".")
+	if len(pl) < 4 {
+		return false // short names ("abc") are words of too many others
+	}
+	if dl != pl && slices.Contains(strings.Split(dl, "-"), pl) {
+		return true
+	}
+	return len(pl) >= 5 && drest == prest && suggest.Distance(dl, pl) == 1
+}
+
+// skeleton maps characters that pass for others in a domain name to
+// those: 0 → o, 1 → l, 3 → e, 5 → s, "rn" → "m", "vv" → "w".
+func skeleton(s string) string {
+	s = strings.NewReplacer("0", "o", "1", "l", "3", "e", "5", "s", "rn", "m", "vv", "w").Replace(s)
+	return s
 }

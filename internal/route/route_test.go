@@ -51,3 +51,41 @@ name = "BETA-VAULT-*"
 		t.Error("unknown clients follow the organisation")
 	}
 }
+
+func TestLookAlike(t *testing.T) {
+	cfg, err := config.Parse("t.toml", []byte(`[smtp]
+accept_domains = ["alerts.example.net"]
+[[client]]
+name = "acme"
+recipients = ["acme@alerts.example.net"]
+senders = ["@datto.com", "bdr@acme-bdr.example.com"]
+[[client]]
+name = "other"
+recipients = ["other@alerts.example.net"]
+senders = ["@dattoo.com"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := New(cfg)
+	for addr, want := range map[string]string{
+		"alerts@datt0.com":              "@datto.com",
+		"alerts@datto.com.evil":         "@datto.com",
+		"alerts@datto-backup.com.evil":  "@datto.com",
+		"alerts@datto-backup.com":       "@datto.com",
+		"alerts@dattto.com":             "@datto.com",
+		"bdr@acme-bdr.example.com.evil": "bdr@acme-bdr.example.com",
+		"bdr@acrne-bdr.example.com":     "bdr@acme-bdr.example.com",
+		"alerts@datto.com":              "", // the pinned domain
+		"alerts@mail.datto.com":         "", // its subdomain
+		"alerts@dattoo.com":             "", // another client's sender
+		"alerts@example.com":            "",
+		"alerts@kaseya.com":             "",
+		"not-an-address":                "",
+	} {
+		_, got := r.LookAlike(addr)
+		if got != want {
+			t.Errorf("LookAlike(%q) = %q, want %q", addr, got, want)
+		}
+	}
+}
