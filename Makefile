@@ -53,7 +53,8 @@ FUZZ_TARGETS := \
 	./internal/smtpd:FuzzFoldLongLines \
 	./internal/mailbox:FuzzSplitMbox \
 	./internal/store:FuzzStateCheck \
-	./internal/psa/autotask:FuzzClassify
+	./internal/psa/autotask:FuzzClassify \
+	./internal/auth:FuzzCheck
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

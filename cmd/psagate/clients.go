@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,6 +25,10 @@ import (
 // recipient: the clients an admin has yet to add.
 func defaultMail(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(w, "mail routed to the %q client in the last 7 days (no [[client]] matched it):\n", route.DefaultClient)
+	if _, err := os.Stat(cfg.State.Path); errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintln(w, "  none (no state database yet)")
+		return
+	}
 	st, err := openState(cfg)
 	if err != nil {
 		fmt.Fprintf(w, "  (cannot read the state: %v)\n", err)

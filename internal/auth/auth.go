@@ -282,7 +282,7 @@ func (c *Checker) check(ctx context.Context, in Input) *message.AuthResults {
 
 	var b strings.Builder
 	b.WriteString(c.servID)
-	fmt.Fprintf(&b, "; spf=%s %s", r.SPF, spfIdentity)
+	fmt.Fprintf(&b, "; spf=%s %s", r.SPF, oneLine(spfIdentity))
 	if spfReason != "" {
 		fmt.Fprintf(&b, " (%s)", oneLine(spfReason))
 	}
@@ -292,13 +292,13 @@ func (c *Checker) check(ctx context.Context, in Input) *message.AuthResults {
 	for _, s := range sigs {
 		fmt.Fprintf(&b, "; dkim=%s", s.result)
 		if s.domain != "" {
-			fmt.Fprintf(&b, " header.d=%s", s.domain)
+			fmt.Fprintf(&b, " header.d=%s", oneLine(s.domain))
 		}
 		if s.reason != "" {
 			fmt.Fprintf(&b, " (%s)", oneLine(s.reason))
 		}
 	}
-	fmt.Fprintf(&b, "; dmarc=%s header.from=%s", r.DMARC, r.FromDomain)
+	fmt.Fprintf(&b, "; dmarc=%s header.from=%s", r.DMARC, oneLine(r.FromDomain))
 	if policy != "" {
 		fmt.Fprintf(&b, " (p=%s)", policy)
 	}
