@@ -19,14 +19,12 @@ import (
 	"psagate/internal/app"
 	"psagate/internal/config"
 	"psagate/internal/psa"
-	atfake "psagate/internal/psa/autotask/fake"
-	cwfake "psagate/internal/psa/connectwise/fake"
 	"psagate/internal/route"
 )
 
 func cmdPSA(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "test" && args[0] != "lookup" && args[0] != "fake") {
-		fmt.Fprintln(stderr, "usage: psagate psa test|lookup -config FILE [-client NAME] [-live] [WHAT]\n       psagate psa fake connectwise|autotask [-listen ADDR]")
+		fmt.Fprintln(stderr, "usage: psagate psa test|lookup -config FILE [-client NAME] [-live] [WHAT]\n       psagate psa fake " + strings.Join(fakeNames(), "|") + " [-listen ADDR]")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			return flag.ErrHelp
 		}
@@ -255,7 +253,7 @@ func cmdPSAFake(args []string, stdout, stderr io.Writer) error {
 			fs.Usage()
 			return flag.ErrHelp
 		}
-		fmt.Fprintln(stderr, "usage: psagate psa fake connectwise|autotask [-listen ADDR]")
+		fmt.Fprintf(stderr, "usage: psagate psa fake %s [-listen ADDR]\n", strings.Join(fakeNames(), "|"))
 		return errUsage
 	}
 	which := args[0]
@@ -265,30 +263,16 @@ func cmdPSAFake(args []string, stdout, stderr io.Writer) error {
 		}
 		return errUsage
 	}
-	var (
-		settings psa.Settings
-		stop     func()
-		note     string
-	)
-	switch which {
-	case "autotask":
-		srv, err := atfake.Listen(*listen, atfake.DefaultConfig())
-		if err != nil {
-			return fmt.Errorf("psa fake: %w", err)
-		}
-		settings, stop = srv.Settings(), srv.Close
-		note = "a tenant that requires dueDateTime, with companies 500 and 501, queues, statuses, priorities, ticket categories and billing codes"
-	case "connectwise":
-		srv, err := cwfake.Listen(*listen, cwfake.DefaultConfig())
-		if err != nil {
-			return fmt.Errorf("psa fake: %w", err)
-		}
-		settings, stop = srv.Settings(), srv.Close
-		note = "boards Help Desk, Backup Alerts and Vault Alerts, companies PVC01 and ACME01"
-	default:
-		fmt.Fprintf(stderr, "psagate psa fake: unknown PSA %q (connectwise or autotask)\n", which)
+	d, ok := psa.Lookup(which)
+	if !ok || d.Fake == nil {
+		fmt.Fprintf(stderr, "psagate psa fake: unknown PSA %q (%s)\n", which, strings.Join(fakeNames(), " or "))
 		return errUsage
 	}
+	srv, err := d.Fake(*listen)
+	if err != nil {
+		return fmt.Errorf("psa fake: %w", err)
+	}
+	settings, stop, note := srv.Settings, srv.Close, srv.About
 	defer stop()
 	ctx, cancel := interrupted()
 	defer cancel()
@@ -364,4 +348,15 @@ func cmdClients(args []string, stdout, stderr io.Writer) error {
 		defaultMail(tw, cfg)
 	}
 	return tw.Flush()
+}
+
+// fakeNames are the providers that ship a fake.
+func fakeNames() []string {
+	var out []string
+	for _, d := range psa.Registered() {
+		if d.Fake != nil {
+			out = append(out, d.Name)
+		}
+	}
+	return out
 }

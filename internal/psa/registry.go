@@ -45,6 +45,16 @@ type Descriptor struct {
 	// New builds the provider. It should also implement Checker when the
 	// PSA can be tested and looked up.
 	New func(Env) Provider
+	// Fake, when set, starts the provider's fake PSA on listen for
+	// `psagate psa fake NAME`: a rehearsal tenant for an admin without keys.
+	Fake func(listen string) (*FakeServer, error)
+}
+
+// FakeServer is a running fake PSA.
+type FakeServer struct {
+	Settings Settings // the settings that reach it, keyed "NAME.key"
+	About    string   // what the fake holds, for the admin
+	Close    func()
 }
 
 // Limits are a provider's delivery defaults and hard limits.

@@ -759,31 +759,13 @@ func (rc *ruleCtx) then(v any) {
 			th.PSA = rc.psaOverrides(path, val)
 		}
 	}
-	// due_in is the shorthand of autotask.due_in (the ticket's due date).
-	if dueIn != "" {
-		if th.PSA == nil {
-			th.PSA = map[string]string{}
-		}
-		if _, set := th.PSA["autotask.due_in"]; !set {
-			th.PSA["autotask.due_in"] = dueIn
-		}
-	}
+	// due_in is the shorthand of every provider's due_in (the ticket's
+	// due date) unless [rule.then.psa] sets one.
+	fillShorthand(th, "due_in", dueIn)
 
 	// The shorthand fills the providers' priority unless [rule.then.psa]
 	// sets one explicitly.
-	if priority != "" {
-		if th.PSA == nil {
-			th.PSA = map[string]string{}
-		}
-		for _, d := range psa.Registered() {
-			if !slices.Contains(d.Keys, "priority") {
-				continue
-			}
-			if k := d.Name + ".priority"; !hasKey(th.PSA, k) {
-				th.PSA[k] = priority
-			}
-		}
-	}
+	fillShorthand(th, "priority", priority)
 	rc.r.keyLine = rc.line("then.action")
 	if th.Key == nil {
 		th.Key = mustTemplate("{client}/{device}/{check}")
@@ -1165,6 +1147,26 @@ func isHeaderName(s string) bool {
 		}
 	}
 	return true
+}
+
+// fillShorthand sets key (a then-level shorthand such as priority) for
+// every registered provider that has that setting, unless the rule's
+// [rule.then.psa] sets it for that provider.
+func fillShorthand(th *Then, key, value string) {
+	if value == "" {
+		return
+	}
+	for _, d := range psa.Registered() {
+		if !slices.Contains(d.Keys, key) {
+			continue
+		}
+		if th.PSA == nil {
+			th.PSA = map[string]string{}
+		}
+		if k := d.Name + "." + key; !hasKey(th.PSA, k) {
+			th.PSA[k] = value
+		}
+	}
 }
 
 func hasKey(m map[string]string, k string) bool {

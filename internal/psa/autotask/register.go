@@ -1,6 +1,9 @@
 package autotask
 
-import "psagate/internal/psa"
+import (
+	"psagate/internal/psa"
+	atfake "psagate/internal/psa/autotask/fake"
+)
 
 var (
 	_ psa.Provider = (*Provider)(nil)
@@ -28,6 +31,14 @@ func init() {
 		// concurrent requests per integration.
 		Limits: psa.Limits{Concurrency: 3, RatePerMinute: 60, MaxConcurrency: 3,
 			MaxConcurrencyWhy: "Autotask allows at most 3 concurrent requests per integration"},
+		Fake: func(listen string) (*psa.FakeServer, error) {
+			srv, err := atfake.Listen(listen, atfake.DefaultConfig())
+			if err != nil {
+				return nil, err
+			}
+			return &psa.FakeServer{Settings: srv.Settings(), Close: srv.Close,
+				About: "a tenant that requires dueDateTime, with companies 500 and 501, queues, statuses, priorities, ticket categories and billing codes"}, nil
+		},
 		New: func(env psa.Env) psa.Provider {
 			return New(Options{HTTPClient: env.HTTPClient, Logger: env.Logger})
 		},

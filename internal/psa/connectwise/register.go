@@ -1,6 +1,9 @@
 package connectwise
 
-import "psagate/internal/psa"
+import (
+	"psagate/internal/psa"
+	cwfake "psagate/internal/psa/connectwise/fake"
+)
 
 var (
 	_ psa.Provider = (*Provider)(nil)
@@ -34,6 +37,14 @@ func init() {
 		},
 		// ConnectWise throttles above ~1,000 requests/minute.
 		Limits: psa.Limits{Concurrency: 4, RatePerMinute: 300},
+		Fake: func(listen string) (*psa.FakeServer, error) {
+			srv, err := cwfake.Listen(listen, cwfake.DefaultConfig())
+			if err != nil {
+				return nil, err
+			}
+			return &psa.FakeServer{Settings: srv.Settings(), Close: srv.Close,
+				About: "boards Help Desk, Backup Alerts and Vault Alerts, companies PVC01 and ACME01"}, nil
+		},
 		New: func(env psa.Env) psa.Provider {
 			return New(Options{HTTPClient: env.HTTPClient, Logger: env.Logger})
 		},
