@@ -21,6 +21,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, cfgPath, args); err != nil {
 		return err
 	}
+	if err := atMostArgs(fs, stderr, 0); err != nil {
+		return err
+	}
 	problems := 0
 	report := func(err error) {
 		var ce config.Errors

@@ -399,3 +399,14 @@ func cmdQuarantine(args []string, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
+
+// atMostArgs refuses more than n positional arguments: a typo must not be
+// silently ignored (today's "incidents ... close 3" listed and exited 0).
+func atMostArgs(fs *flag.FlagSet, stderr io.Writer, n int) error {
+	if fs.NArg() > n {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(n))
+		fs.Usage()
+		return errUsage
+	}
+	return nil
+}

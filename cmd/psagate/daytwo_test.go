@@ -115,6 +115,13 @@ func TestDayTwoVerbs(t *testing.T) {
 		t.Fatalf("show of a forgotten incident: %d %q", code, errOut)
 	}
 
+	// Queue actions are audited with who ran them.
+	cli(t, "queue", "-config", cfg, "retry-dead")
+	if err := json.Unmarshal([]byte(cli(t, "audit", "-config", cfg, "-decision", "admin", "-n", "1", "-json")), &entries); err != nil ||
+		len(entries) != 1 || entries[0].Effect != "retried" || !strings.Contains(entries[0].Detail, "uid ") {
+		t.Fatalf("audit of queue retry-dead: %+v %v", entries, err)
+	}
+
 	// Stray and unknown arguments are refused (exit 2), not ignored.
 	for _, args := range [][]string{
 		{"incidents", "-config", cfg, "close"},
@@ -159,7 +166,7 @@ func TestDayTwoVerbs(t *testing.T) {
 	if out := cli(t, "incidents", "-config", cfg, "-open"); !strings.Contains(out, "pinecrest/PVC-SRV-S1/backup") {
 		t.Fatalf("the failure held by the silence was not caught up:\n%s", out)
 	}
-	if out := cli(t, "silence", "-config", cfg, "list"); !strings.Contains(out, "expired by root") && !strings.Contains(out, "expired by uid") {
+	if out := cli(t, "silence", "-config", cfg, "list"); !strings.Contains(out, "expired by ") {
 		t.Fatalf("silence list after expire:\n%s", out)
 	}
 
@@ -195,5 +202,18 @@ func TestDayTwoVerbs(t *testing.T) {
 	cli(t, "quarantine", "-config", cfg, "delete", q2)
 	if out := cli(t, "quarantine", "-config", cfg, "list"); !strings.Contains(out, "quarantine: 0 message(s)") {
 		t.Fatalf("quarantine after release and delete:\n%s", out)
+	}
+}
+
+func TestStrayArgumentsRefused(t *testing.T) {
+	cfg := writeConfig(t, "", "")
+	for _, args := range [][]string{
+		{"check", "-config", cfg, "extra"},
+		{"serve", "-config", cfg, "extra"},
+		{"clients", "-config", cfg, "pinecrest", "extra"},
+	} {
+		if code, _, errOut := runCLI(args...); code != 2 || !strings.Contains(errOut, `unexpected argument "extra"`) {
+			t.Errorf("psagate %s: exit %d, %q", strings.Join(args, " "), code, errOut)
+		}
 	}
 }

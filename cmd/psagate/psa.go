@@ -298,6 +298,9 @@ func cmdClients(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, cfgPath, args); err != nil {
 		return err
 	}
+	if err := atMostArgs(fs, stderr, 1); err != nil {
+		return err
+	}
 	cfg, err := config.LoadWithoutSecrets(*cfgPath)
 	if err != nil {
 		return err

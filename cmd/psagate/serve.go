@@ -24,6 +24,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, cfgPath, args); err != nil {
 		return err
 	}
+	if err := atMostArgs(fs, stderr, 0); err != nil {
+		return err
+	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
 		return err

@@ -46,10 +46,30 @@ func openState(cfg *config.Config) (stateAccess, error) {
 
 type direct struct{ db *store.DB }
 
-func (d *direct) Queue() (*app.QueueView, error)    { return app.ReadQueue(d.db) }
-func (d *direct) Retry(id uint64) ([]uint64, error) { return deliver.Retry(d.db, id, time.Now()) }
-func (d *direct) RetryDead() ([]uint64, error)      { return deliver.RetryDead(d.db, time.Now()) }
-func (d *direct) Drop(id uint64) error              { return deliver.Drop(d.db, id) }
+func (d *direct) Queue() (*app.QueueView, error) { return app.ReadQueue(d.db) }
+func (d *direct) Retry(id uint64) ([]uint64, error) {
+	ids, err := deliver.Retry(d.db, id, time.Now())
+	if err == nil {
+		err = app.AuditAdmin(d.db, time.Now(), "retried", fmt.Sprintf("dead jobs %v back in the outbox by %s", ids, app.Me()))
+	}
+	return ids, err
+}
+
+func (d *direct) RetryDead() ([]uint64, error) {
+	ids, err := deliver.RetryDead(d.db, time.Now())
+	if err == nil {
+		err = app.AuditAdmin(d.db, time.Now(), "retried", fmt.Sprintf("dead jobs %v back in the outbox by %s", ids, app.Me()))
+	}
+	return ids, err
+}
+
+func (d *direct) Drop(id uint64) error {
+	err := deliver.Drop(d.db, id)
+	if err == nil {
+		err = app.AuditAdmin(d.db, time.Now(), "dropped", fmt.Sprintf("job %d dropped by %s", id, app.Me()))
+	}
+	return err
+}
 func (d *direct) Incidents(open bool, n int) ([]*store.Incident, error) {
 	return app.ReadIncidents(d.db, open, n)
 }

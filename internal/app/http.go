@@ -44,6 +44,7 @@ func (a *App) adminHandler() http.Handler {
 			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 			return
 		}
+		a.auditAdmin(r, "reloaded", "config and rules reloaded")
 		fmt.Fprintln(w, "reloaded")
 	})
 	a.adminRoutes(admin)
@@ -130,6 +131,7 @@ func (a *App) adminRetry(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
+	a.auditAdmin(r, "retried", "dead jobs %v back in the outbox", ids)
 	a.Deliverer.Wake()
 	writeJSON(w, map[string]any{"retried": ids})
 }
@@ -140,6 +142,7 @@ func (a *App) adminRetryDead(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	a.auditAdmin(r, "retried", "dead jobs %v back in the outbox", ids)
 	a.Deliverer.Wake()
 	writeJSON(w, map[string]any{"retried": ids})
 }
@@ -154,6 +157,7 @@ func (a *App) adminDrop(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
+	a.auditAdmin(r, "dropped", "job %d dropped", id)
 	writeJSON(w, map[string]any{"dropped": id})
 }
 

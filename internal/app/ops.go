@@ -270,3 +270,18 @@ func (a *App) adminRoutes(mux *http.ServeMux) {
 		reply(w, map[string]string{"deleted": r.PathValue("id")}, err)
 	})
 }
+
+// AuditAdmin records an admin action that has no record of its own (queue
+// retry and drop, reload), with who did it.
+func AuditAdmin(db *store.DB, now time.Time, effect, detail string) error {
+	return db.Update(func(tx *store.Tx) error {
+		return tx.AddAudit(&store.AuditEntry{Time: now, Decision: gateway.AdminDecision, Effect: effect, Detail: detail})
+	})
+}
+
+func (a *App) auditAdmin(r *http.Request, effect, format string, args ...any) {
+	detail := fmt.Sprintf(format, args...) + " by " + Who(peerUID(r.Context()))
+	if err := AuditAdmin(a.DB, a.opts.Now(), effect, detail); err != nil {
+		a.log.Warn("could not audit an admin action", "effect", effect, "err", err)
+	}
+}
