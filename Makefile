@@ -44,6 +44,7 @@ dist:
 FUZZ_TARGETS := \
 	./internal/message:FuzzDecode \
 	./internal/message:FuzzCleanBodyText \
+	./internal/message:FuzzHTMLToText \
 	./internal/rules:FuzzCompile \
 	./internal/rules:FuzzEvaluate \
 	./internal/config:FuzzParse \

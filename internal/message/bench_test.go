@@ -2,6 +2,7 @@ package message
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,10 @@ func BenchmarkDecode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	htmlOnly, err := os.ReadFile(filepath.Join("testdata", "html_only.eml"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	cases := []struct {
 		name string
 		raw  []byte
@@ -54,6 +59,7 @@ func BenchmarkDecode(b *testing.B) {
 		{"plain4KiB", plainAlert4K(false)},
 		{"plain4KiBSanitizeSlowPath", plainAlert4K(true)},
 		{"veeamMultipart", veeam},
+		{"htmlOnly", htmlOnly},
 	}
 	if dir, err := sharedSamplesDir(); err == nil {
 		if raw, err := os.ReadFile(filepath.Join(dir, "veeam_warning_Woechentliche-Dateiserver_01.eml")); err == nil {
@@ -70,6 +76,52 @@ func BenchmarkDecode(b *testing.B) {
 			for b.Loop() {
 				if a := Decode(c.raw, testEnvelope, Limits{}); a.Subject == "" {
 					b.Fatal("no subject")
+				}
+			}
+		})
+	}
+}
+
+// htmlReport builds an HTML report in the style of Veeam's job mails: a
+// styled head, a summary table and one table row per object, repeated to
+// about n bytes.
+func htmlReport(n int) string {
+	var b strings.Builder
+	b.WriteString(`<!DOCTYPE html><html><head><meta http-equiv="Content-Type" content="text/html; charset=utf-8">` +
+		`<title>Job report</title><style>td { font-family: Tahoma; font-size: 12px; } /* <b>no</b> */</style></head>` +
+		`<body><table cellspacing="0" cellpadding="0" width="100%" border="0" style="border-collapse: collapse;">` +
+		`<tr><td style="background-color:#fbb234;color:#fff;font-size:16px"><b>Backup job: W&ouml;chentliche Dateiserver</b></td></tr>` +
+		`<tr><td>Warning&nbsp;&ndash; 3 of 4 VMs processed</td></tr></table>` +
+		`<table border="1"><tr><th>Name</th><th>Status</th><th>Start time</th><th>Details</th></tr>`)
+	row := `<tr><td nowrap>FS-%02d</td><td style="color:#fbb234">Warning</td><td>21:00:07</td>` +
+		`<td>Changed block tracking is disabled &amp; <a href="https://kb.example.com/kb1940?id=%02d">see KB</a></td></tr>` + "\n"
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, row, i%100, i%100)
+	}
+	b.WriteString(`</table><img src="https://t.example.com/o.gif" width="1" height="1" alt="x"></body></html>`)
+	return b.String()
+}
+
+// BenchmarkHTMLToText measures the HTML renderer alone: a small report, a
+// large one, and hostile markup (tags that never close) cut at the limit.
+func BenchmarkHTMLToText(b *testing.B) {
+	cases := []struct {
+		name  string
+		html  string
+		limit int
+	}{
+		{"report8KiB", htmlReport(8 << 10), 1 << 20},
+		{"report256KiB", htmlReport(256 << 10), 1 << 20},
+		{"report256KiBLimit64KiB", htmlReport(256 << 10), 64 << 10},
+		{"unclosedTags1MiB", strings.Repeat("<div class=a><span>x</span><title>y", 1<<20/36), 64 << 10},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(c.html)))
+			for b.Loop() {
+				if s, _ := htmlToText(c.html, c.limit); s == "" {
+					b.Fatal("no text")
 				}
 			}
 		})

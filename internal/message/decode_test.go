@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -427,12 +428,96 @@ func TestHTMLToText(t *testing.T) {
 		{"uppercase tags", "<P>A</P><BR><SCRIPT>x</SCRIPT>B", "A\n\nB"},
 		{"unterminated tag", "text<div class=", "text"},
 		{"doctype and cdata (a bogus comment in HTML)", "<!DOCTYPE html><![CDATA[x]]>y", "y"},
+		// What the HTML5 tokenizer decides, kept because a mail reader shows
+		// the same.
+		{"self-closing script still opens one", "<script/>x</script>y", "y"},
+		{"noscript is shown: mail readers run no scripts", "<noscript><p>a</p></noscript>b", "a\n\nb"},
+		{"xmp shows its markup", "<xmp><b>x</b></xmp>", "<b>x</b>"},
+		{"textarea holds text, not markup", "<textarea>a<b>c</textarea>d", "a<b>cd"},
+		{"template is hidden", "<template><p>x</p></template>y", "y"},
+		{"comment closed by --!>", "a<!-- x --!>b", "ab"},
+		{"entity without semicolon in an attribute stays", `<a href="https://x.example/?a=1&copy=2">go</a>`, "go (https://x.example/?a=1&copy=2)"},
+		{"unclosed style hides the rest", "a<style>b", "a"},
+		// Where alert mail wins over HTML5: an unclosed raw-text element is
+		// ordinary markup, so a sloppy template loses no alert text.
+		{"unclosed textarea is markup", "<textarea>a<b>c</b>", "ac"},
+		{"unclosed template hides nothing", "<template>x", "x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, cut := htmlToText(tt.in, 1<<20)
 			if got = sanitize.Text(got); got != tt.want || cut {
 				t.Errorf("htmlToText(%q) = %q (cut %v), want %q", tt.in, got, cut, tt.want)
+			}
+		})
+	}
+}
+
+// TestHTMLToTextLimits checks that the output never exceeds the limit and
+// that tokens longer than the tokenizer may buffer (minTokenBuf) are
+// rendered or skipped from the source, not lost with what follows them.
+func TestHTMLToTextLimits(t *testing.T) {
+	big := strings.Repeat("p{} ", minTokenBuf/3)
+	tests := []struct {
+		name, in string
+		limit    int
+		want     string // the text starts with this
+		cut      bool
+	}{
+		{"separators count", "<table><tr><td>a" + strings.Repeat("<td>", 100000) + "x", 100, "a | | |", true},
+		{"runes are not split", strings.Repeat("é", 100), 51, strings.Repeat("é", 25), true},
+		{"exactly the limit", "abc", 3, "abc", false},
+		{"long pre", "<pre>" + strings.Repeat("log line\n", minTokenBuf/8) + "</pre><p>after</p>", 1 << 20, "log line\nlog line", false},
+		{"long text", strings.Repeat("word ", minTokenBuf/4) + "<p>after</p>", 1 << 20, "word word", false},
+		{"long closed style", "<style>" + big + "</style>shown", 1 << 20, "shown", false},
+		{"long closed title", "<title>" + big + "</title>shown", 1 << 20, "shown", false},
+		{"long closed comment", "<!--" + big + "-->shown", 1 << 20, "shown", false},
+		{"long textarea", "<textarea>" + big + "</textarea>shown", 1 << 20, "p{} p{}", false},
+		{"unclosed titles are searched once", strings.Repeat("<title>x", 1<<17), 1 << 20, "xxxx", false},
+		{"long unclosed script", "a<script>" + big, 1 << 20, "a", false},
+		{"long unclosed comment", "a<!--" + big, 1 << 20, "a", false},
+		{"data: image within the buffer", `<img alt="logo" src="data:image/png;base64,` + big + `">after`, 1 << 20, "logo after", false},
+		{"data: image beyond the buffer cuts", `a<img alt="logo" src="data:image/png;base64,` + big + `">after`, 8 << 10, "a", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, cut := htmlToText(tt.in, tt.limit)
+			if len(got) > tt.limit || !utf8.ValidString(got) {
+				t.Fatalf("%d bytes (limit %d), valid UTF-8 %v", len(got), tt.limit, utf8.ValidString(got))
+			}
+			if !strings.HasPrefix(got, tt.want) || cut != tt.cut {
+				t.Errorf("got %.60q... (%d bytes, cut %v), want prefix %.60q, cut %v", got, len(got), cut, tt.want, tt.cut)
+			}
+			if strings.Contains(tt.in, "after") && !tt.cut && !strings.HasSuffix(got, "after") {
+				t.Errorf("the text after the long token is lost: ...%q", got[max(0, len(got)-40):])
+			}
+		})
+	}
+}
+
+// TestHTMLToTextMemory renders 20 MB of hostile HTML and checks that the
+// renderer allocates a bounded amount, whatever the input's size: the
+// tokenizer's buffer is capped (SetMaxBuf) and long runs are not copied.
+func TestHTMLToTextMemory(t *testing.T) {
+	const size = 20 << 20
+	const limit = 64 << 10
+	tests := []struct{ name, in string }{
+		{"white space", strings.Repeat(" \n\t", size/3)},
+		{"unclosed comment", "<!--" + strings.Repeat("x", size)},
+		{"huge attribute", `<img alt="a" src="` + strings.Repeat("x", size) + `">`},
+		{"closed style", "<style>" + strings.Repeat("x ", size/2) + "</style>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			got, _ := htmlToText(tt.in, limit)
+			runtime.ReadMemStats(&after)
+			if len(got) > limit {
+				t.Errorf("%d bytes of text, limit %d", len(got), limit)
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > 4<<20 {
+				t.Errorf("rendering %d bytes allocated %d bytes", len(tt.in), n)
 			}
 		})
 	}

@@ -135,3 +135,35 @@ func FuzzDecode(f *testing.F) {
 		checkInvariants(t, raw, a, Limits{})
 	})
 }
+
+// FuzzHTMLToText feeds arbitrary markup to the HTML renderer, with a small
+// limit and a source longer than the tokenizer's buffer now and then, so
+// that the limit and the recovery from over-long tokens are reached.
+func FuzzHTMLToText(f *testing.F) {
+	for _, s := range []string{
+		"<p>a<br>b</p>", "<table><tr><td>1<td>2</table>", "<title>x", "<script>x</script>y",
+		"<!-- a -->b", `<a href="https://x.example">y</a>`, "<pre>a\r\n b</pre>", "&amp;&nbsp;é",
+		"<textarea>a<b>", "<template>x</template>y", "<xmp><b></xmp>", `<img alt="a" width=1>`,
+	} {
+		f.Add(s, uint16(64), false)
+	}
+	f.Fuzz(func(t *testing.T, s string, limit uint16, long bool) {
+		if long {
+			// Repeat the input past minTokenBuf: long text runs, comments,
+			// tags and raw-text elements.
+			s = strings.Repeat(s, minTokenBuf/max(len(s), 1)+1)
+		}
+		got, cut := htmlToText(s, int(limit))
+		if len(got) > int(limit) {
+			t.Fatalf("%d bytes of text, limit %d", len(got), limit)
+		}
+		if utf8.ValidString(s) && !utf8.ValidString(got) {
+			t.Fatalf("invalid UTF-8 from valid input: %q", got)
+		}
+		if !cut && int(limit) >= 4*len(s)+64 {
+			if again, _ := htmlToText(s, int(limit)); again != got {
+				t.Fatalf("not deterministic: %q then %q", got, again)
+			}
+		}
+	})
+}
