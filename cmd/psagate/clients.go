@@ -135,7 +135,7 @@ func cmdClientsImport(args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		name := slug(co.ID)
-		if co.Key == "autotask.company_id" {
+		if co.Numeric {
 			name = slug(co.Name)
 		}
 		if name == "" {
@@ -155,8 +155,8 @@ func cmdClientsImport(args []string, stdout, stderr io.Writer) error {
 			senders["@"+d] = true
 		}
 		value := tomlString(co.ID)
-		if co.Key == "autotask.company_id" {
-			value = co.ID // a number
+		if co.Numeric {
+			value = co.ID
 		}
 		fmt.Fprintf(&b, "[client.psa]\n%s = %s\n", co.Key, value)
 		blocks = append(blocks, b.String())

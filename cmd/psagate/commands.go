@@ -27,7 +27,7 @@ var commandDocs = []commandDoc{
 	{name: "try", args: "-config FILE [-json] [-explain] [-summary] [-rules DIR] [-state DB] [-from ADDR] [-rcpt ADDR] MAIL...", summary: "dry run: what the gateway would do with these messages (.eml files, mbox files, Maildir directories)"},
 	{name: "psa test", args: "-config FILE [-client NAME] [-live]", summary: `test the PSA connection ("Test It") for the org, every client and device override; -live also writes a test ticket`},
 	{name: "psa lookup", args: "-config FILE [-client NAME] WHAT", summary: "list PSA values (boards, statuses, types, subtypes, priorities, companies, contacts / queues, issue_types, ...)"},
-	{name: "psa fake", args: "connectwise|autotask [-listen ADDR]", summary: "run a fake PSA and print the config for it (rehearsal)", words: []string{"connectwise", "autotask"}},
+	{name: "psa fake", args: "NAME [-listen ADDR]", summary: "run a fake PSA and print the config for it (rehearsal)"}, // NAME and words: from the registry, in init
 	{name: "clients", args: "-config FILE [NAME]", summary: "effective PSA settings per client and where each came from, and the recent mail that went to the default client"},
 	{name: "clients import", args: "-config FILE [-match-domain]", summary: "write a [[client]] for each PSA company not yet mapped (into the [clients] dir; never changes an existing client)"},
 	{name: "queue", args: "-config FILE list|retry ID|retry-dead|drop ID", summary: "the outbox and its dead letters", words: []string{"list", "retry", "retry-dead", "drop"}},
@@ -117,3 +117,13 @@ var fileFlags = map[string]bool{"config": true, "state": true}
 
 // errHelp is what a command returns after printing its own -h text.
 func errHelp() error { return flag.ErrHelp }
+
+// The PSAs that ship a fake are the registry's to say.
+func init() {
+	for i := range commandDocs {
+		if commandDocs[i].name == "psa fake" {
+			commandDocs[i].args = strings.Join(fakeNames(), "|") + " [-listen ADDR]"
+			commandDocs[i].words = fakeNames()
+		}
+	}
+}

@@ -24,7 +24,7 @@ import (
 
 func cmdPSA(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || (args[0] != "test" && args[0] != "lookup" && args[0] != "fake") {
-		fmt.Fprintln(stderr, "usage: psagate psa test|lookup -config FILE [-client NAME] [-live] [WHAT]\n       psagate psa fake " + strings.Join(fakeNames(), "|") + " [-listen ADDR]")
+		fmt.Fprintln(stderr, "usage: psagate psa test|lookup -config FILE [-client NAME] [-live] [WHAT]\n       psagate psa fake "+strings.Join(fakeNames(), "|")+" [-listen ADDR]")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			return flag.ErrHelp
 		}

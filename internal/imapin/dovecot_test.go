@@ -167,7 +167,14 @@ func TestDovecot(t *testing.T) {
 				t.Error(err)
 			}
 		}
-		return n == 4
+		if n < 4 {
+			return false
+		}
+		// Accepted is not yet moved: the move follows the gateway's answer,
+		// so wait for the server to show it (the assertion below would
+		// otherwise race the fourth move).
+		st, err := c.Status("Processed", []imap.StatusItem{imap.StatusMessages})
+		return err == nil && st.Messages == 4
 	})
 	st, err := c.Status("Processed", []imap.StatusItem{imap.StatusMessages})
 	if err != nil {

@@ -17,6 +17,9 @@ type Company struct {
 	Key     string
 	Name    string
 	Website string // as the PSA has it, "" when unknown
+	// Numeric says ID is a record number: written as a TOML number, and
+	// no name for a client (the company name is used instead).
+	Numeric bool
 }
 
 // CompanyLister is implemented by providers that can list the active

@@ -33,7 +33,7 @@ func (p *Provider) Companies(ctx context.Context, s psa.Settings) ([]psa.Company
 			if c.ID == 0 {
 				continue // the MSP's own (owner) company
 			}
-			out = append(out, psa.Company{ID: strconv.FormatInt(c.ID, 10), Key: "autotask.company_id",
+			out = append(out, psa.Company{ID: strconv.FormatInt(c.ID, 10), Key: "autotask.company_id", Numeric: true,
 				Name: sanitize.Line(c.CompanyName), Website: sanitize.Line(c.WebAddress)})
 		}
 		next := ans.PageDetails.NextPageURL
