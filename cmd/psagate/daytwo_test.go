@@ -58,6 +58,14 @@ func settle(t *testing.T, a *app.App) {
 	}
 }
 
+// fresh empties *dst before out is decoded into it: json.Unmarshal into a
+// slice of pointers would reuse the structs of an earlier decode, keeping
+// the fields (omitempty) the new JSON leaves out.
+func fresh(dst *[]*store.AuditEntry, out string) []byte {
+	*dst = nil
+	return []byte(out)
+}
+
 func failMail(dev string, n int) string {
 	return fmt.Sprintf("From: bdr1@pinecrest-vet.example\r\nTo: pinecrest@alerts.example.net\r\nSubject: [PVC-BDR1] Failed Backup: %s\r\n"+
 		"Message-ID: <%s-%d@x>\r\n\r\nx360Recover alert from appliance PVC-BDR1, %d\r\n", dev, dev, n, n)
@@ -117,7 +125,7 @@ func TestDayTwoVerbs(t *testing.T) {
 
 	// Queue actions are audited with who ran them.
 	cli(t, "queue", "-config", cfg, "retry-dead")
-	if err := json.Unmarshal([]byte(cli(t, "audit", "-config", cfg, "-decision", "admin", "-n", "1", "-json")), &entries); err != nil ||
+	if err := json.Unmarshal(fresh(&entries, cli(t, "audit", "-config", cfg, "-decision", "admin", "-n", "1", "-json")), &entries); err != nil ||
 		len(entries) != 1 || entries[0].Effect != "retried" || !strings.Contains(entries[0].Detail, "uid ") {
 		t.Fatalf("audit of queue retry-dead: %+v %v", entries, err)
 	}
@@ -147,7 +155,7 @@ func TestDayTwoVerbs(t *testing.T) {
 		t.Fatalf("silence add:\n%s", out)
 	}
 	sq := testutil.QueuedID(send(failMail("PVC-SRV-S1", 1)))
-	if err := json.Unmarshal([]byte(cli(t, "audit", "-config", cfg, "-id", sq, "-json")), &entries); err != nil || len(entries) != 1 ||
+	if err := json.Unmarshal(fresh(&entries, cli(t, "audit", "-config", cfg, "-id", sq, "-json")), &entries); err != nil || len(entries) != 1 ||
 		entries[0].Effect != "silenced" || !strings.Contains(entries[0].Detail, "silence 1 (vault migration)") {
 		t.Fatalf("audit of a silenced mail: %+v %v", entries, err)
 	}
@@ -192,7 +200,7 @@ func TestDayTwoVerbs(t *testing.T) {
 		t.Fatalf("release -as ticket:\n%s", out)
 	}
 	settle(t, a)
-	if err := json.Unmarshal([]byte(cli(t, "audit", "-config", cfg, "-id", q1, "-json")), &entries); err != nil || len(entries) < 3 ||
+	if err := json.Unmarshal(fresh(&entries, cli(t, "audit", "-config", cfg, "-id", q1, "-json")), &entries); err != nil || len(entries) < 3 ||
 		entries[0].Decision != "ticket" || entries[1].Effect != "released" {
 		for _, e := range entries {
 			t.Logf("%+v", *e)
