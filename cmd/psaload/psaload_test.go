@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -195,16 +198,62 @@ func TestHistogramQuantiles(t *testing.T) {
 	}
 }
 
-func TestParseListeners(t *testing.T) {
-	const table = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+// TestProcReads reads a fixture /proc tree: a process with three sockets
+// (two listening, one established), another process's listener, status,
+// stat and loadavg.
+func TestProcReads(t *testing.T) {
+	root := t.TempDir()
+	pid := filepath.Join(root, "4242")
+	files := map[string]string{
+		"net/tcp": `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:0A2D 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1111 1 0000000000000000 100 0 0 10 0
    1: 0100007F:25FD 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2222 1 0000000000000000 100 0 0 10 0
    2: 0100007F:0A2D 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 3333 1 0000000000000000 20 4 30 10 -1
    3: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4444 1 0000000000000000 100 0 0 10 0
-`
-	got := parseListeners(strings.NewReader(table), map[string]bool{"1111": true, "2222": true, "3333": true})
-	if len(got) != 2 || got[0] != 2605 || got[1] != 9725 {
-		t.Errorf("listeners = %v, want [2605 9725] (the established socket and another process's listener excluded)", got)
+`,
+		"status": "Name:\tpsagate\nVmHWM:\t   51200 kB\nVmRSS:\t   40960 kB\nRssAnon:\t   30720 kB\n",
+		"stat":   "4242 (psa gate) S 1 4242 4242 0 -1 4194560 1 0 0 0 250 75 0 0 20 0 8 0 100 1000000 2000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n",
+	}
+	for name, body := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(pid, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pid, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "loadavg"), []byte("1.50 0.75 0.25 2/300 4242\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(pid, "fd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for fd, target := range map[string]string{"0": "/dev/null", "3": "socket:[1111]", "4": "socket:[2222]", "5": "socket:[3333]"} {
+		if err := os.Symlink(target, filepath.Join(pid, "fd", fd)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prev := procRoot
+	procRoot = root
+	t.Cleanup(func() { procRoot = prev })
+
+	ports, err := listeningPorts(4242)
+	slices.Sort(ports)
+	if err != nil || !slices.Equal(ports, []int{2605, 9725}) {
+		t.Errorf("listeners = %v, %v; want [2605 9725] (the established socket and another process's listener excluded)", ports, err)
+	}
+	rss, anon, hwm, err := readRSS(4242)
+	if err != nil || rss != 40960<<10 || anon != 30720<<10 || hwm != 51200<<10 {
+		t.Errorf("readRSS = %d %d %d, %v", rss, anon, hwm, err)
+	}
+	if ticks, err := readCPUTicks(4242); err != nil || ticks != 325 {
+		t.Errorf("readCPUTicks = %d, %v; want 325 (utime 250 + stime 75)", ticks, err)
+	}
+	if l := readLoadAvg(); l != 1.5 {
+		t.Errorf("readLoadAvg = %v, want 1.5", l)
+	}
+	if _, err := listeningPorts(4343); err == nil {
+		t.Error("listeningPorts of a process that does not exist: no error")
 	}
 }
 
