@@ -126,7 +126,7 @@ func TestCallersUseListedWords(t *testing.T) {
 		}
 	}
 
-	inc := readSource(t, "../incident/incident.go")
+	inc := readPackage(t, "../incident")
 	consts := map[string]string{}
 	// The decision words are rules.Action's, the effects incident.Effect's.
 	for _, c := range regexp.MustCompile(`\b(Action\w+)\s+Action\s*=\s*"([^"]+)"`).FindAllStringSubmatch(readSource(t, "../rules/rules.go"), -1) {
@@ -137,7 +137,7 @@ func TestCallersUseListedWords(t *testing.T) {
 	}
 	pairs := regexp.MustCompile(`Decision: rules\.(Action\w+), Effect: (Effect\w+)`).FindAllStringSubmatch(inc, -1)
 	if len(pairs) < 8 {
-		t.Fatalf("found only %d outcomes in incident.go: the pattern no longer fits the code", len(pairs))
+		t.Fatalf("found only %d outcomes in package incident: the pattern no longer fits the code", len(pairs))
 	}
 	// open() followed by a changed effect: a ticket decision.
 	for _, e := range regexp.MustCompile(`out\.Effect = (Effect\w+)`).FindAllStringSubmatch(inc, -1) {
