@@ -411,7 +411,7 @@ func TestSampleFiles(t *testing.T) {
 		file, decision, dateUTC := f[0], f[4], f[8]
 		listed[file] = true
 		if !slices.Contains([]string{"ticket", "note", "close", "drop", "quarantine", "reject"}, decision) {
-			t.Errorf("%s: decision %q is not a DESIGN word", file, decision)
+			t.Errorf("%s: decision %q is not a decision word (rules.Action, docs/design.md)", file, decision)
 		}
 		raw, err := os.ReadFile(filepath.Join(set, file))
 		if err != nil {

@@ -2,7 +2,8 @@
 // alert, what to do with it: drop, reject, ticket, note, close or
 // quarantine. The language is modelled on Exchange transport rules ("from
 // these senders, subject contains these words → delete") with the match
-// semantics of Sieve; DESIGN.md, section "Rule language", is the contract.
+// semantics of Sieve. This comment is the language's reference (docs/design.md,
+// section "Rules", summarises it and says how to add a key).
 //
 // # Files
 //
