@@ -105,15 +105,11 @@ func (e *Engine) repeatNote(tx *store.Tx, ev *Event, cur *store.Incident) (*Outc
 		// If the ticket turns out closed in the PSA, this repeat becomes
 		// a new ticket or a reopen (TicketEnded) with this text.
 		j.Recur, j.Summary, j.Description = true, ev.Summary, ev.Description
-		if err := tx.AddJob(j); err != nil {
-			return nil, err
-		}
-		jobs = append(jobs, j)
-		aj, err := e.attachJobs(tx, ev, cur)
+		nj, err := e.noteJobs(tx, ev, cur, j)
 		if err != nil {
 			return nil, err
 		}
-		jobs = append(jobs, aj...)
+		jobs = append(jobs, nj...)
 	}
 	if err := tx.PutIncident(cur); err != nil {
 		return nil, err

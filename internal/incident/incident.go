@@ -304,6 +304,19 @@ func (e *Engine) createJobs(tx *store.Tx, ev *Event, inc *store.Incident, summar
 	return append(jobs, aj...), nil
 }
 
+// noteJobs queues the note job j and, after it, the uploads of the
+// event's attachments.
+func (e *Engine) noteJobs(tx *store.Tx, ev *Event, cur *store.Incident, j *store.Job) ([]*store.Job, error) {
+	if err := tx.AddJob(j); err != nil {
+		return nil, err
+	}
+	aj, err := e.attachJobs(tx, ev, cur)
+	if err != nil {
+		return nil, err
+	}
+	return append([]*store.Job{j}, aj...), nil
+}
+
 func (e *Engine) attachJobs(tx *store.Tx, ev *Event, inc *store.Incident) ([]*store.Job, error) {
 	if !ev.Attach || inc.NoPSA {
 		return nil, nil
@@ -341,15 +354,11 @@ func (e *Engine) note(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome, e
 		cur.Notes++
 		j := e.job(ev, cur, store.OpNote)
 		j.NoteText, j.NoteTitle, j.NoteKind = ev.NoteText, "Update", psa.NoteDiscussion
-		if err := tx.AddJob(j); err != nil {
-			return nil, err
-		}
-		jobs = append(jobs, j)
-		aj, err := e.attachJobs(tx, ev, cur)
+		nj, err := e.noteJobs(tx, ev, cur, j)
 		if err != nil {
 			return nil, err
 		}
-		jobs = append(jobs, aj...)
+		jobs = append(jobs, nj...)
 	}
 	if err := tx.PutIncident(cur); err != nil {
 		return nil, err

@@ -11,29 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"psagate/internal/psa/fakehttp"
 )
 
 const apiPrefix = "/atservicesrest/v1.0/"
-
-// statusWriter remembers the status written.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
@@ -101,7 +83,7 @@ func (s *Server) handler(listener string, zone int) http.HandlerFunc {
 			Time: s.now(), Listener: listener, Host: r.Host, Method: r.Method, Path: r.URL.Path,
 			Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body,
 		}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &fakehttp.StatusWriter{ResponseWriter: w}
 		// The record is appended before the client can see the answer: a
 		// small answer is flushed after the handler returns, and a dropped
 		// connection is dropped after record runs.
@@ -111,7 +93,7 @@ func (s *Server) handler(listener string, zone int) http.HandlerFunc {
 				return
 			}
 			recorded = true
-			rec.Status = sw.status
+			rec.Status = sw.Status
 			s.mu.Lock()
 			s.requests = append(s.requests, rec)
 			s.mu.Unlock()
@@ -129,7 +111,7 @@ func (s *Server) handler(listener string, zone int) http.HandlerFunc {
 }
 
 // applyFault shapes the answer; it reports whether the request is finished.
-func (s *Server) applyFault(w *statusWriter, r *http.Request, body []byte, listener string, zone int, f *Fault, rec *Request, record func()) bool {
+func (s *Server) applyFault(w *fakehttp.StatusWriter, r *http.Request, body []byte, listener string, zone int, f *Fault, rec *Request, record func()) bool {
 	msg := func(def string) string {
 		if f.Message != "" {
 			return f.Message
@@ -185,7 +167,7 @@ func (s *Server) applyFault(w *statusWriter, r *http.Request, body []byte, liste
 // dropConn closes the connection without an answer; with reset it makes the
 // close a TCP RST.
 func dropConn(w http.ResponseWriter, reset bool) {
-	hj, ok := w.(*statusWriter).ResponseWriter.(http.Hijacker)
+	hj, ok := w.(*fakehttp.StatusWriter).ResponseWriter.(http.Hijacker)
 	if !ok {
 		writeEmpty(w, http.StatusInternalServerError)
 		return

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf16"
+
+	"psagate/internal/psa/fakehttp"
 )
 
 const timeLayout = "2006-01-02T15:04:05Z"
@@ -36,26 +38,6 @@ type envelope struct {
 	Code    string     `json:"code"`
 	Message string     `json:"message"`
 	Errors  []apiError `json:"errors"`
-}
-
-// statusWriter remembers the status for the request log.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
 }
 
 // ServeHTTP records the request, applies a matching fault and answers it.
@@ -78,8 +60,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Path: r.URL.Path, APIPath: apiPath,
 		Query: r.URL.Query(), Header: r.Header.Clone(), Body: body,
 	})
-	sw := &statusWriter{ResponseWriter: w}
-	defer func() { s.setStatus(idx, sw.status) }()
+	sw := &fakehttp.StatusWriter{ResponseWriter: w}
+	defer func() { s.setStatus(idx, sw.Status) }()
 
 	if f := s.matchFault(r.Method, apiPath); f != nil {
 		if f.Delay > 0 {
