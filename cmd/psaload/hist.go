@@ -14,11 +14,11 @@ import (
 // reads it while they do.
 //
 // It is ours rather than github.com/HdrHistogram/hdrhistogram-go (issue 15
-// looked): that port is not safe for concurrent recording, so every client
-// would take one lock per request on the path being measured (RecordValue
-// is a plain counts[i] += n); it has no
-// subtraction of two snapshots for the per-interval p99 of the progress
-// line; and it would be a new dependency for these hundred lines.
+// looked): that port is not safe for concurrent recording (RecordValue is a
+// plain counts[i] += n), so every client would take a lock per request on
+// the path being measured; it cannot subtract two snapshots for the
+// per-interval p99 of the progress line; and it would be a new dependency
+// for these hundred lines.
 const (
 	subBits  = 6
 	subCount = 1 << subBits
