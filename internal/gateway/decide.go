@@ -23,7 +23,6 @@ import (
 
 	"psagate/internal/auth"
 	"psagate/internal/config"
-	"psagate/internal/incident"
 	"psagate/internal/message"
 	"psagate/internal/route"
 	"psagate/internal/rules"
@@ -302,7 +301,7 @@ func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verd
 	v.Repeat, v.Delay, v.Reopen, v.Expect, v.Attach = th.Repeat, th.Delay, th.Reopen, th.Expect, th.Attach
 	v.AfterManualClose, v.Severity, v.Escalate = th.AfterManualClose, th.Severity, th.EscalatePriority
 	if v.Repeat == "" {
-		v.Repeat = incident.RepeatNote
+		v.Repeat = rules.RepeatNote
 	}
 	if len(th.PSA) > 0 {
 		v.Overrides = th.PSA

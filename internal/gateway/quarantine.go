@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"psagate/internal/incident"
 	"psagate/internal/message"
 	"psagate/internal/rules"
 	"psagate/internal/sanitize"
@@ -45,7 +44,7 @@ func Release(tx *store.Tx, s *Snapshot, id, as string, now time.Time, by string)
 	if as == string(rules.ActionTicket) {
 		v.Action, v.Guard, v.Was = rules.ActionTicket, "", ""
 		if v.Repeat == "" {
-			v.Repeat = incident.RepeatNote
+			v.Repeat = rules.RepeatNote
 		}
 		// A built-in check (header injection) quarantines before any rule
 		// made a key or texts: those of an unknown alert then apply.

@@ -27,13 +27,6 @@ import (
 // The engine handles the actions ticket, note and close of rules.Action
 // (the one decision vocabulary); drop, reject and quarantine never reach it.
 
-// Repeat policies of a ticket rule.
-const (
-	RepeatNote   = "note"
-	RepeatIgnore = "ignore"
-	RepeatNew    = "new"
-)
-
 // Effect says what a decision did to the incident, for the audit trail,
 // `try` and the metrics.
 type Effect string
@@ -168,14 +161,14 @@ func (e *Engine) ticket(tx *store.Tx, ev *Event, cur *store.Incident) (*Outcome,
 			return e.ticketAfterEnable(tx, ev, cur)
 		}
 		switch ev.Repeat {
-		case RepeatIgnore:
+		case rules.RepeatIgnore:
 			cur.Ignored++
 			if err := tx.PutIncident(cur); err != nil {
 				return nil, err
 			}
 			return &Outcome{Decision: rules.ActionNote, Effect: EffectIgnored, Incident: cur,
 				Detail: fmt.Sprintf("repeat counted only (%d alerts)", cur.Count)}, nil
-		case RepeatNew:
+		case rules.RepeatNew:
 			// The earlier incident stays as it is in the PSA; the key now
 			// follows the new one, so a recovery closes the newest ticket.
 			cur.State = "superseded"

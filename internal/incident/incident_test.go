@@ -91,7 +91,7 @@ func (h *harness) apply(ev Event) *Outcome {
 		ev.Key = route.ClientName(ev.Client) + "/" + ev.Device + "/" + ev.Check
 	}
 	if ev.Repeat == "" {
-		ev.Repeat = RepeatNote
+		ev.Repeat = rules.RepeatNote
 	}
 	var out *Outcome
 	err := h.db.Update(func(tx *store.Tx) error {
@@ -207,7 +207,7 @@ func TestOpenNoteClose(t *testing.T) {
 func TestRepeatIgnoreAndNew(t *testing.T) {
 	h := newHarness(t)
 	ev := failure("acme", "SRV2")
-	ev.Repeat = RepeatIgnore
+	ev.Repeat = rules.RepeatIgnore
 	first := h.apply(ev)
 	o := h.apply(ev)
 	want(t, o, rules.ActionNote, EffectIgnored)
@@ -216,7 +216,7 @@ func TestRepeatIgnoreAndNew(t *testing.T) {
 	}
 	wantJobs(t, h.outbox(), fmt.Sprintf("create:%d", first.Incident.ID))
 
-	ev.Repeat = RepeatNew
+	ev.Repeat = rules.RepeatNew
 	o = h.apply(ev)
 	want(t, o, rules.ActionTicket, EffectNew)
 	if o.Incident.ID == first.Incident.ID {
@@ -324,7 +324,7 @@ func TestDeviceOverrideWinsOverClientAndOrg(t *testing.T) {
 
 func TestHoldDown(t *testing.T) {
 	lost := Event{Action: rules.ActionTicket, Client: "acme", Device: "PC1", Check: "connection", Rule: "lost",
-		Summary: "PC1 offline", Description: "Agent connection lost.", Delay: 15 * time.Minute, Repeat: RepeatIgnore}
+		Summary: "PC1 offline", Description: "Agent connection lost.", Delay: 15 * time.Minute, Repeat: rules.RepeatIgnore}
 	restored := Event{Action: rules.ActionClose, Client: "acme", Device: "PC1", Check: "connection", Rule: "restored"}
 
 	t.Run("recovery inside the delay makes no job", func(t *testing.T) {

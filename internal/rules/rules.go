@@ -128,10 +128,13 @@ import (
 
 // Action is what a decision does with the message. It is psagate's one
 // decision vocabulary: the rule file's `action`, the verdict spooled with a
-// message, the incident engine's input and outcome, the audit record, `try`
-// output and the "decision" metric label all use these values and no
-// others. What the incident engine then did (opened, noted, held ...) is an
-// incident.Effect.
+// message, the incident engine's input and outcome, the audit record of a
+// message, `try` output and the "decision" metric label all use these
+// values. What the incident engine then did (opened, noted, held ...) is an
+// incident.Effect. Two words outside it are not decisions about a message:
+// "admin" marks the audit record of an admin's action (silence, release,
+// forget ...), and psagate_rule_matches_total counts a matching audit-mode
+// rule (which decides nothing) as action "audit".
 type Action string
 
 // The actions.

@@ -107,7 +107,7 @@ type AuditEntry struct {
 	Device   string    `json:"device,omitempty"`
 	Rule     string    `json:"rule,omitempty"`
 	Decision string    `json:"decision"`
-	Effect   string    `json:"effect,omitempty"` // e.g. "noted", "held", "cancelled hold-down", "no-op"
+	Effect   string    `json:"effect,omitempty"` // an incident.Effect ("noted", "held", "cancelled", "no-op" ...) or a gateway/admin word ("kept", "released")
 	Key      string    `json:"key,omitempty"`
 	Incident uint64    `json:"incident,omitempty"`
 	Detail   string    `json:"detail,omitempty"`
