@@ -396,7 +396,11 @@ func TestMetricsAndHealth(t *testing.T) {
 	if r := testutil.SendMail(t, h.app.SMTPAddr(), "office@pinecrest-vet.example", []string{"pinecrest@alerts.example.net"}, ooo); !strings.Contains(r, "discarded") {
 		t.Fatalf("out-of-office reply: %q", r)
 	}
-	waitFor(t, "delivery", 10*time.Second, func() bool { return idle(h.app.DB) })
+	// The outbox empties when the job's deletion commits; the worker counts
+	// the call right after, so wait for both before reading the counters.
+	waitFor(t, "delivery", 10*time.Second, func() bool {
+		return idle(h.app.DB) && value(h.app.Metrics.PSAOperations.WithLabelValues("log", "create", "success")) >= 1
+	})
 	body := get(t, base+"/metrics")
 	for _, name := range []string{
 		"psagate_smtp_sessions_active", "psagate_messages_received_total", "psagate_messages_dropped_total",

@@ -353,3 +353,47 @@ func percentDecode(s string) []byte {
 	}
 	return out
 }
+
+// metaCharset finds a charset declared in the first KiB of an HTML document
+// (<meta charset=...> or the http-equiv form), as a browser's prescan does,
+// for HTML parts whose MIME header names none.
+func metaCharset(b []byte) string {
+	b = b[:min(len(b), 1024)]
+	for i := 0; ; {
+		j := indexFold(b[i:], "charset=")
+		if j < 0 {
+			return ""
+		}
+		i += j + len("charset=")
+		v := b[i:]
+		if len(v) > 0 && (v[0] == '"' || v[0] == '\'') {
+			v = v[1:]
+		}
+		n := 0
+		for n < len(v) && n < 40 && (isLetter(v[n]) || '0' <= v[n] && v[n] <= '9' || strings.IndexByte("-_.:", v[n]) >= 0) {
+			n++
+		}
+		if n > 0 {
+			return string(v[:n])
+		}
+	}
+}
+
+// indexFold is bytes.Index for an ASCII lower-case needle, ignoring ASCII
+// case.
+func indexFold(b []byte, needle string) int {
+next:
+	for i := 0; i+len(needle) <= len(b); i++ {
+		for j := 0; j < len(needle); j++ {
+			c := b[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != needle[j] {
+				continue next
+			}
+		}
+		return i
+	}
+	return -1
+}
