@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -90,6 +91,18 @@ type Verdict struct {
 	// when the rule's decision stands.
 	Guard string       `json:"guard,omitempty"`
 	Was   rules.Action `json:"was,omitempty"`
+}
+
+// timeStamp matches the dates and times mail subjects carry: ISO and
+// local dates (2026-12-07, 07.12.2026, 12/7/26), clock times (03:00,
+// 3:00:59 PM), ISO date-times with zones.
+var timeStamp = regexp.MustCompile(`(?i)\b\d{1,4}[-./]\d{1,2}[-./]\d{1,4}(?:[t ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:z|[+-]\d{2}:?\d{2}|\s*[ap]\.?m\.?)?)?\b|\b\d{1,2}:\d{2}(?::\d{2})?(?:\s*[ap]\.?m\.?)?\b`)
+
+// subjectKey is the subject as part of an incident key: without dates and
+// times, white space collapsed, case folded.
+func subjectKey(subject string) string {
+	s := timeStamp.ReplaceAllString(subject, "")
+	return strings.ToLower(strings.Join(strings.Fields(s), " "))
 }
 
 func encodeVerdict(v *Verdict) ([]byte, error) {
@@ -255,8 +268,11 @@ func (s *Snapshot) DecideAlert(id string, a *message.Alert, explain bool) (*Verd
 		v.Key = sanitize.Line(th.Key.Render(vars))
 	case d.Rule == nil:
 		// Unknown alerts: identical ones (same sender and subject) are one
-		// problem, so repeats become notes rather than new tickets.
-		v.Key = v.Client + "/" + a.From + "/" + a.Subject
+		// problem, so repeats become notes rather than new tickets. Dates
+		// and times in the subject ("failed at 2026-12-07 03:00") would
+		// make every repeat a new ticket: they are not part of the key.
+		// Other numbers stay (they name devices: SRV1, SRV2).
+		v.Key = v.Client + "/" + a.From + "/" + subjectKey(a.Subject)
 	default:
 		v.Key = v.Client + "/" + device + "/" + v.Check
 	}

@@ -433,3 +433,29 @@ func TestUnprocessableMessageKeepsItsAudit(t *testing.T) {
 		t.Fatalf("audit entry %+v", got)
 	}
 }
+
+// An unknown alert repeated with another time stamp in its subject is the
+// same problem; one that names another device is not.
+func TestSubjectKeyDropsDatesAndTimes(t *testing.T) {
+	same := [][2]string{
+		{"Backup job failed at 2026-12-07 03:00", "Backup job failed at 2026-12-08 03:15"},
+		{"Sicherung fehlgeschlagen 07.12.2026 03:00:12", "Sicherung fehlgeschlagen 08.12.2026 04:01:00"},
+		{"Job Nightly failed (12/7/26 3:00 PM)", "Job  Nightly FAILED (12/8/26 11:45 am)"},
+		{"Alert 2026-12-07T03:00:00Z: disk", "Alert 2026-12-09T13:10:05+01:00: disk"},
+	}
+	for _, p := range same {
+		if a, b := subjectKey(p[0]), subjectKey(p[1]); a != b {
+			t.Errorf("%q -> %q and %q -> %q: want one key", p[0], a, p[1], b)
+		}
+	}
+	differ := [][2]string{
+		{"SRV1 backup failed", "SRV2 backup failed"},
+		{"Job 12 failed", "Job 13 failed"},
+		{"Backup failed on 10.0.0.5", "Backup failed on 10.0.0.6"},
+	}
+	for _, p := range differ {
+		if subjectKey(p[0]) == subjectKey(p[1]) {
+			t.Errorf("%q and %q share the key %q", p[0], p[1], subjectKey(p[0]))
+		}
+	}
+}
