@@ -18,6 +18,7 @@ import (
 	atfake "psagate/internal/psa/autotask/fake"
 	"psagate/internal/psa/connectwise"
 	cwfake "psagate/internal/psa/connectwise/fake"
+	"psagate/internal/psa/fakehttp"
 	"psagate/internal/store"
 )
 
@@ -45,33 +46,14 @@ type cwFrontDoor struct {
 	arrivals []arrival
 }
 
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusRecorder) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusRecorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
 func startCWFrontDoor(t *testing.T, cw *cwfake.Server) (*cwFrontDoor, psa.Settings) {
 	fd := &cwFrontDoor{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		at := time.Now()
-		sw := &statusRecorder{ResponseWriter: w}
+		sw := &fakehttp.StatusWriter{ResponseWriter: w}
 		cw.ServeHTTP(sw, r)
 		fd.mu.Lock()
-		fd.arrivals = append(fd.arrivals, arrival{at: at, method: r.Method, path: r.URL.Path, status: sw.status})
+		fd.arrivals = append(fd.arrivals, arrival{at: at, method: r.Method, path: r.URL.Path, status: sw.Status})
 		fd.mu.Unlock()
 	}))
 	t.Cleanup(srv.Close)
